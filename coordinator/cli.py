@@ -1,0 +1,91 @@
+"""`ob-coordinator`: start the service, or check a config without starting anything.
+
+    ob-coordinator start [--workers N] [--config FILE] [--bucket DIR]... [--output DIR] [--state-dir DIR]
+    ob-coordinator validate-config [--config FILE] [same overrides]
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config (default: ./config/openbuckets.toml, else built-in)")
+    parser.add_argument("--workers", type=int, help="number of worker processes")
+    parser.add_argument("--bucket", type=Path, action="append", help="a directory to watch (repeatable)")
+    parser.add_argument("--output", type=Path, help="where notes are written")
+    parser.add_argument("--state-dir", type=Path, help="queue, records, sockets and locks (default ./.openbuckets)")
+    parser.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """Command-line flags as dotted config overrides."""
+    out: dict[str, Any] = {}
+    for flag, dotted in (
+        ("workers", "service.workers"),
+        ("output", "service.output"),
+        ("state_dir", "service.state_dir"),
+        ("log_level", "service.log_level"),
+        ("log_json", "service.log_json"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[dotted] = str(value) if isinstance(value, Path) else value
+    if args.bucket:
+        out["buckets"] = [{"path": str(p)} for p in args.bucket]
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="ob-coordinator", description="Open Buckets coordinator")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    start = sub.add_parser("start", help="run the service in the foreground until SIGTERM or Ctrl-C")
+    _add_config_args(start)
+    check = sub.add_parser("validate-config", help="check a config and exit (0 valid, 2 invalid)")
+    _add_config_args(check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ob-coordinator` script."""
+    args = build_parser().parse_args(argv)
+    from coordinator.config import ConfigError, load_config
+    from coordinator.paths import check_socket_paths
+
+    try:
+        config = load_config(args.config, overrides_from(args))
+        check_socket_paths(config)
+    except ConfigError as exc:
+        print(f"ob-coordinator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "validate-config":
+        names = ", ".join(f"{b.name}={b.path}" for b in config.buckets)
+        print(f"config OK: {config.service.workers} workers, buckets {names}, state dir {config.service.state_dir}")
+        return EXIT_OK
+
+    from coordinator.lock import StateDirBusy
+    from coordinator.logsetup import setup_logging
+    from coordinator.paths import Service
+
+    setup_logging(config.service.log_level, json=config.service.log_json)
+    try:
+        return Service(config).run()
+    except StateDirBusy as exc:
+        print(f"ob-coordinator: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"ob-coordinator: cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""`ob-ctl status`: uptime, buckets, workers by state, jobs by state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coordinator.commands.table import human_seconds
+
+if TYPE_CHECKING:
+    from coordinator.service import Service
+
+HELP = "uptime, buckets, workers by state and jobs by state"
+
+
+def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
+    """The service's overall picture."""
+    sup = service.supervisor
+    return {
+        "pid": service.pid,
+        "uptime_s": round(service.clock() - service.started_at, 3),
+        "state_dir": str(service.state_dir),
+        "stopping": sup.stopping,
+        "buckets": [
+            {"name": b.name, "path": str(b.path), "output": str(service.config.bucket_output(b))}
+            for b in service.buckets
+        ],
+        "workers": {k: v for k, v in sup.counts().items() if v} | {"total": len(sup.slots)},
+        "jobs": service.jobs.counts(),
+        "watcher": dict(service.watcher.stats),
+        "protocol": dict(sup.stats),
+        "records_written": service.records.written,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    """The picture as a few readable lines."""
+    workers = ", ".join(f"{n} {k}" for k, n in result["workers"].items() if k != "total")
+    jobs = ", ".join(f"{n} {k}" for k, n in result["jobs"].items())
+    lines = [
+        f"coordinator  pid {result['pid']}, up {human_seconds(result['uptime_s'])}"
+        + (" (stopping)" if result["stopping"] else ""),
+        f"state dir    {result['state_dir']}",
+        f"workers      {result['workers']['total']}: {workers}",
+        f"jobs         {jobs}",
+        f"watcher      {result['watcher'].get('rejected', 0)} rejected, {result['watcher'].get('ignored', 0)} ignored",
+    ]
+    for bucket in result["buckets"]:
+        lines.append(f"bucket       {bucket['name']}: {bucket['path']} -> {bucket['output']}")
+    return "\n".join(lines)

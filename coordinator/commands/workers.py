@@ -1,0 +1,40 @@
+"""`ob-ctl workers`: one row per worker slot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from coordinator.commands.table import human_bytes, human_seconds, render_table
+
+if TYPE_CHECKING:
+    from coordinator.service import Service
+
+HELP = "one row per worker: pid, state, heartbeat age, jobs, restarts, memory, CPU, current file"
+
+
+def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows, as the JSON output shows them."""
+    now = service.clock()
+    return [slot.row(now) for slot in service.supervisor.slots]
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """The rows as a table."""
+    headers = ["slot", "pid", "state", "beat", "done", "failed", "restarts", "rss", "cpu", "uptime", "file"]
+    table = [
+        [
+            r["slot"],
+            r["pid"],
+            r["state"] + (f" ({r['retry_in_s']:.1f}s)" if r.get("retry_in_s") is not None else ""),
+            human_seconds(r["last_heartbeat_age_s"]),
+            r["jobs_done"],
+            r["jobs_failed"],
+            r["restarts"],
+            human_bytes(r["rss_bytes"]),
+            None if r["cpu_percent"] is None else f"{r['cpu_percent']:.0f}%",
+            human_seconds(r["uptime_s"]),
+            r.get("current_file"),
+        ]
+        for r in rows
+    ]
+    return render_table(headers, table)

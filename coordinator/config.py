@@ -1,0 +1,196 @@
+"""Configuration: a pydantic model read from TOML, overridable from the command line.
+
+The model's defaults *are* the embedded default config; `config/openbuckets.toml` spells the same values out
+for people to copy (a test keeps the two equal). Every problem surfaces as one `ConfigError` line that names
+the file, the field and what is wrong, so the CLI can print it and exit 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_CONFIG_PATH = Path("config/openbuckets.toml")
+
+#: Names that are never a finished file: dotfiles and the temp names of editors, browsers and downloaders.
+DEFAULT_TEMP_IGNORES = [".*", "*.tmp", "*.part", "*.crdownload", "~*"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `str()` is the one line to show the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServiceConfig(_Section):
+    """Process-wide settings."""
+
+    workers: int = Field(default=4, ge=1, le=256)
+    state_dir: Path = Path("./.openbuckets")
+    output: Path = Path("./notes")
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=3600)
+
+
+class WatcherConfig(_Section):
+    """How buckets are watched (see docs/watcher.md)."""
+
+    settle_s: float = Field(default=1.0, ge=0, le=600)
+    rescan_interval_s: float = Field(default=30.0, gt=0, le=86400)
+    temp_ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_TEMP_IGNORES))
+    polling: bool = False
+
+
+class SupervisorConfig(_Section):
+    """Worker supervision: heartbeats, restarts, quarantine."""
+
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, le=60)
+    liveness: int = Field(default=3, ge=1, le=100)
+    start_timeout_s: float = Field(default=15.0, gt=0, le=600)
+    backoff_initial_s: float = Field(default=0.5, ge=0, le=600)
+    backoff_max_s: float = Field(default=30.0, ge=0, le=3600)
+    stable_uptime_s: float = Field(default=30.0, ge=0, le=86400)
+    max_restarts: int = Field(default=5, ge=0, le=1000)
+    restart_window_s: float = Field(default=60.0, gt=0, le=86400)
+    kill_grace_s: float = Field(default=2.0, ge=0, le=60)
+    quarantine_after: int = Field(default=2, ge=1, le=100)
+
+
+class JobsConfig(_Section):
+    """Per-job limits."""
+
+    deadline_s: float = Field(default=60.0, gt=0, le=86400)
+    deadline_grace_s: float = Field(default=5.0, ge=0, le=3600)
+    max_input_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    preview_lines: int = Field(default=20, ge=0, le=1000)
+
+
+class BucketConfig(_Section):
+    """One watched drop directory."""
+
+    path: Path
+    name: str = ""
+    patterns: list[str] = Field(default_factory=lambda: ["*"])
+    ignore: list[str] = Field(default_factory=list)
+    output: Path | None = None
+    create: bool = False
+
+    def check_path(self) -> str | None:
+        """Why this bucket's path cannot be used, or None. A missing bucket is created at start, but its
+        parent must exist unless `create = true`: a typo in a path should fail loudly, not create a tree
+        somewhere unexpected."""
+        resolved = self.path.expanduser().absolute()
+        if resolved.exists() and not resolved.is_dir():
+            return f"{resolved} exists and is not a directory"
+        if not resolved.exists() and not self.create and not resolved.parent.is_dir():
+            return f"parent directory {resolved.parent} does not exist (set create = true to make it)"
+        return None
+
+    @model_validator(mode="after")
+    def _default_name(self) -> BucketConfig:
+        if not self.name:
+            self.name = self.path.expanduser().absolute().name or "bucket"
+        return self
+
+
+def _default_buckets() -> list[BucketConfig]:
+    return [BucketConfig(path=Path("./buckets/incoming"), name="incoming", create=True)]
+
+
+class Config(_Section):
+    """The whole configuration."""
+
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
+    watcher: WatcherConfig = Field(default_factory=WatcherConfig)
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
+    buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
+
+    @model_validator(mode="after")
+    def _usable_buckets(self) -> Config:
+        names = [b.name for b in self.buckets]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"buckets[{i}].name: bucket name {name!r} is used twice")
+        for i, bucket in enumerate(self.buckets):
+            problem = bucket.check_path()
+            if problem:
+                raise ValueError(f"buckets[{i}].path: {problem}")
+        return self
+
+    def bucket_output(self, bucket: BucketConfig) -> Path:
+        """Where a bucket's notes go: its own `output`, else the service output (plus the bucket's name when
+        several buckets share it, so two buckets' `a.txt` can never overwrite each other's note)."""
+        if bucket.output is not None:
+            return bucket.output.expanduser().absolute()
+        base = self.service.output.expanduser().absolute()
+        shared = sum(1 for b in self.buckets if b.output is None)
+        return base / bucket.name if shared > 1 else base
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    parts: list[str] = []
+    for item in err["loc"]:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    field = ".".join(parts) or "config"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if field == "config" and msg.startswith("buckets["):
+        return f"{source}: {msg}"
+    value = err.get("input")
+    shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f" (got {value!r})"
+    return f"{source}: {field}: {msg}{shown}"
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read `path` (or the default file if it exists, else the embedded defaults) and apply overrides.
+
+    `overrides` maps dotted field names (`service.workers`) to values; `buckets` replaces the whole list.
+    Raises `ConfigError` with one line naming the file, the field and the problem.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is None and DEFAULT_CONFIG_PATH.is_file():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{source}: is a directory, not a TOML file") from None
+        except PermissionError:
+            raise ConfigError(f"{source}: permission denied") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text: {exc.reason}") from None
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None

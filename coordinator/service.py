@@ -1,0 +1,306 @@
+"""The coordinator's one event loop: a single thread polling the worker socket, the control socket, worker
+pidfds and a wake-up pipe, then letting each component act.
+
+    wake pipe (watchdog thread, signals) ─┐
+    ROUTER  workers.sock ─────────────────┼─► poll ─► supervisor.on_frame / control / watcher.poll
+    ROUTER  control.sock ─────────────────┤           supervisor.tick (deaths, hangs, restarts, beats)
+    pidfd per worker ─────────────────────┘           supervisor.dispatch (queued jobs → idle workers)
+
+We chose a plain `zmq.Poller` loop over asyncio: every handler here is short and non-blocking, and the
+poller lets raw fds (pidfds, the wake pipe) sit beside the ZeroMQ sockets with no extra machinery.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import zmq
+from loguru import logger
+
+from coordinator.config import BucketConfig, Config
+from coordinator.control import ControlServer
+from coordinator.jobs import JobQueue
+from coordinator.lock import StateLock
+from coordinator.paths import check_socket_paths, socket_paths
+from coordinator.records import RecordWriter
+from coordinator.spawn import make_spawner
+from coordinator.states import JobState
+from coordinator.supervisor import Supervisor
+from coordinator.watcher import Sighting, Watcher
+from protocol.codec import encode
+from protocol.messages import Body
+from protocol.version import MAX_FRAME_BYTES
+
+#: Longest the loop sleeps with nothing due: bounds the delay of timer-driven decisions.
+MAX_TICK_S = 0.1
+
+
+class Service:
+    """Everything one coordinator owns, and the loop that drives it."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+        check_socket_paths(config)
+        self.config = config
+        self.clock = clock
+        self.pid = os.getpid()
+        self.state_dir = config.service.state_dir.expanduser().absolute()
+        self.run_dir = self.state_dir / "run"
+        self.buckets: list[BucketConfig] = config.buckets
+        self.started_at = clock()
+        self.jobs = JobQueue()
+        self.records: RecordWriter
+        self.supervisor: Supervisor
+        self.watcher: Watcher
+        self._signal: int | None = None
+        self._signals_seen = 0
+        self._wake_w = -1
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)  # mkdir's mode is masked by umask, and the dir may predate us
+        for bucket in self.buckets:
+            bucket.path.expanduser().absolute().mkdir(parents=True, exist_ok=True)
+            self.config.bucket_output(bucket).mkdir(parents=True, exist_ok=True)
+
+    def _bind(self, ctx: zmq.Context[zmq.Socket[bytes]], kind: int, path: Path) -> zmq.Socket[bytes]:
+        sock = ctx.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        path.unlink(missing_ok=True)  # left by a coordinator that died; we hold the lock, so it is ours
+        sock.bind(f"ipc://{path}")
+        return sock
+
+    def _send(self, router: zmq.Socket[bytes]) -> Callable[[bytes, Body], bool]:
+        def send(identity: bytes, body: Body) -> bool:
+            try:
+                router.send_multipart([identity, encode(body)], zmq.NOBLOCK)
+                return True
+            except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or EAGAIN: the peer is not there
+                logger.debug("send {} to {!r} failed: {}", type(body).__name__, identity, exc)
+                return False
+
+        return send
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"w")
+        except (BlockingIOError, OSError):  # a full pipe already means "wake up"
+            pass
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signal = signum
+        self._signals_seen += 1
+
+    # -- run ---------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Start everything, loop until a signal ends it, stop everything; return the exit code."""
+        self._prepare_dirs()
+        lock = StateLock(self.run_dir)
+        lock.acquire()
+        wake_r, self._wake_w = os.pipe()
+        for fd in (wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        old_wakeup = signal.set_wakeup_fd(self._wake_w)
+        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        workers_path, control_path = socket_paths(self.state_dir)
+        router = self._bind(ctx, zmq.ROUTER, workers_path)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 0)
+        control_sock = self._bind(ctx, zmq.ROUTER, control_path)
+        try:
+            self.records = RecordWriter(self.state_dir / "records")
+            cfg = self.config
+            self.supervisor = Supervisor(
+                cfg,
+                self.jobs,
+                self.records,
+                send=self._send(router),
+                spawn=make_spawner(
+                    f"ipc://{workers_path}", log_level=cfg.service.log_level, log_json=cfg.service.log_json
+                ),
+            )
+            self.watcher = Watcher(
+                [
+                    (b.name, b.path.expanduser().absolute(), list(b.patterns), list(b.ignore))
+                    for b in self.buckets
+                ],
+                temp_ignore=list(cfg.watcher.temp_ignore),
+                exclude_dirs=[self.state_dir, *(cfg.bucket_output(b) for b in self.buckets)],
+                settle_s=cfg.watcher.settle_s,
+                rescan_interval_s=cfg.watcher.rescan_interval_s,
+                wake=self._wake,
+                polling=cfg.watcher.polling,
+                clock=self.clock,
+            )
+            self._outputs = {b.name: cfg.bucket_output(b) for b in self.buckets}
+            control = ControlServer(control_sock, self)
+            logger.info(
+                "coordinator {} starting: {} workers, buckets {}, state dir {}",
+                self.pid,
+                cfg.service.workers,
+                ", ".join(str(b.path) for b in self.buckets),
+                self.state_dir,
+            )
+            self.supervisor.start_all(self.clock())
+            self.watcher.start()
+            self._loop(router, control, wake_r)
+            logger.info("coordinator {} stopped; jobs {}", self.pid, self.jobs.counts())
+            return 0
+        finally:
+            self._kill_leftovers()
+            router.close(linger=0)
+            control_sock.close(linger=0)
+            ctx.term()
+            for path in (workers_path, control_path):
+                path.unlink(missing_ok=True)
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+            os.close(wake_r)
+            os.close(self._wake_w)
+            lock.release()
+
+    def _loop(self, router: zmq.Socket[bytes], control: ControlServer, wake_r: int) -> None:
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(control.sock, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        polled_fds: set[int] = set()
+        sup = self.supervisor
+        stop = _Stopper(self)
+        while True:
+            now = self.clock()
+            pidfds = sup.pidfds()
+            for fd in polled_fds - pidfds.keys():
+                poller.unregister(fd)
+            for fd in pidfds.keys() - polled_fds:
+                poller.register(fd, zmq.POLLIN)
+            polled_fds = set(pidfds)
+            due = self.watcher.next_due() if not stop.active else None
+            timeout = MAX_TICK_S if due is None else min(MAX_TICK_S, max(0.0, due - now))
+            ready = dict(poller.poll(timeout * 1000))
+            now = self.clock()
+            if wake_r in ready:
+                _drain(wake_r)
+            if ready.get(router):
+                self._receive(router, now)
+            if ready.get(control.sock):
+                control.handle_ready()
+            if not stop.active:
+                for sighting in self.watcher.poll():
+                    self._admit(sighting)
+            sup.tick(now)
+            sup.dispatch(now)
+            if self._signal is not None:
+                stop.request(now, signal.Signals(self._signal).name, urgent=self._signals_seen > 1)
+                self._signal = None
+            if stop.active and stop.step(now):
+                return
+
+    def _receive(self, router: zmq.Socket[bytes], now: float, limit: int = 1000) -> None:
+        for _ in range(limit):
+            try:
+                parts = router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) != 2:
+                self.supervisor.stats["bad_frames"] += 1
+                logger.warning("dropped a {}-part message on the worker socket", len(parts))
+                continue
+            self.supervisor.on_frame(parts[0], parts[1], now)
+
+    def _admit(self, s: Sighting) -> None:
+        """A settled sighting becomes a job, unless this version is known; a non-regular entry is recorded
+        as a FileAccess error at once and never opened."""
+        output = self._outputs[s.bucket] / f"{s.relpath}.obs.md"
+        job = self.jobs.add(
+            (s.bucket, s.relpath, s.size, s.mtime_ns, s.inode),
+            path=s.path,
+            relpath=s.relpath,
+            output_path=output,
+            kind=s.kind,
+        )
+        if job is None or s.kind == "file":
+            return
+        message = f"{s.relpath} is a {s.kind}, not a regular file; it was not opened"
+        name = self.records.error(
+            job, category="FileAccess", message=message, code=s.kind, component="watcher", operation="admit"
+        )
+        self.jobs.finish(job, JobState.FAILED, record=name, error=f"FileAccess: {message}")
+        logger.warning("{}", message)
+
+    def _kill_leftovers(self) -> None:
+        """Last resort on any exit path: no worker outlives the coordinator."""
+        supervisor = getattr(self, "supervisor", None)
+        if supervisor is None:
+            return
+        for slot in supervisor.alive():
+            if slot.proc is None:
+                continue
+            try:
+                os.killpg(slot.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                slot.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - best effort while exiting
+                pass
+            slot.detach()
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
+
+
+class _Stopper:
+    """The stop sequence: drain in-flight jobs (grace), SHUTDOWN, then SIGTERM/SIGKILL what is left."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.active = False
+        self.phase = "running"
+        self.deadline = 0.0
+
+    def request(self, now: float, why: str, *, urgent: bool) -> None:
+        sup = self.service.supervisor
+        if not self.active:
+            logger.info("{}: stopping; in-flight jobs get {:g}s", why, self.service.config.service.shutdown_grace_s)
+            self.active = True
+            self.service.watcher.stop()
+            sup.begin_stop()
+            self.phase, self.deadline = "draining", now + self.service.config.service.shutdown_grace_s
+        elif urgent and self.phase in ("draining", "exiting"):
+            logger.warning("{} again: stopping workers now", why)
+            self.deadline = now
+
+    def step(self, now: float) -> bool:
+        """Advance the sequence; True once every worker is gone."""
+        sup = self.service.supervisor
+        grace = self.service.config.supervisor.kill_grace_s
+        if self.phase == "draining" and (not sup.busy() or now >= self.deadline):
+            sup.ask_to_exit()
+            self.phase, self.deadline = "exiting", now + max(grace, 1.0)
+        elif self.phase == "exiting" and sup.alive() and now >= self.deadline:
+            sup.force_stop(now)
+            self.phase, self.deadline = "killing", now + grace + 5.0
+        elif self.phase == "killing" and now >= self.deadline:
+            return True  # run()'s finally SIGKILLs and reaps whatever is left
+        return self.phase != "draining" and not sup.alive()
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

@@ -1,0 +1,142 @@
+"""One worker slot: the process that fills it now, its counters, and its row in `ob-ctl workers`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from coordinator.backoff import RestartPolicy
+from coordinator.jobs import Job
+from coordinator.states import SlotState
+
+
+@dataclass
+class Kill:
+    """Why the supervisor is killing a worker, and when to escalate to SIGKILL."""
+
+    category: str  # error category charged to the job it held: Timeout, WorkerCrash, Protocol
+    reason: str
+    escalate_at: float
+
+
+@dataclass
+class Slot:
+    """A numbered place for one worker; the process in it is replaced, the slot stays."""
+
+    index: int
+    policy: RestartPolicy
+    state: SlotState = SlotState.STOPPED
+    generation: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    ps: psutil.Process | None = None
+    pidfd: int | None = None
+    started_at: float = 0.0  # monotonic
+    started_wall: float = 0.0
+    last_seen: float = 0.0
+    last_dispatch: float = 0.0
+    job: Job | None = None
+    job_deadline: float = 0.0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    restarts: int = 0
+    rss_bytes: int | None = None
+    cpu_percent: float | None = None
+    retry_at: float = 0.0
+    kill: Kill | None = None
+    silent_since: float | None = None
+    silent_cpu: float | None = None
+    last_exit: str | None = None
+    sandbox: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """`<slot>.<generation>`, also the worker's ZeroMQ routing id."""
+        return f"{self.index}.{self.generation}"
+
+    @property
+    def identity(self) -> bytes:
+        return self.name.encode()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def attach(self, proc: subprocess.Popen[bytes], now: float) -> None:
+        """A new process fills the slot."""
+        self.proc = proc
+        self.ps = _ps(proc.pid)
+        self.pidfd = _pidfd(proc.pid)
+        self.state = SlotState.STARTING
+        self.started_at = now
+        self.started_wall = time.time()
+        self.last_seen = now
+        self.kill = None
+        self.silent_since = self.silent_cpu = None
+        self.rss_bytes = self.cpu_percent = None
+        if self.ps is not None:
+            try:
+                self.ps.cpu_percent(None)  # prime the sampler
+            except psutil.Error:
+                pass
+
+    def detach(self) -> None:
+        """The process is gone (and reaped)."""
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+        self.proc = self.ps = self.pidfd = None
+
+    def sample(self) -> None:
+        """RSS and CPU % from outside the worker (works for a silent or stopped one too)."""
+        if self.ps is None:
+            return
+        try:
+            with self.ps.oneshot():
+                self.rss_bytes = self.ps.memory_info().rss
+                self.cpu_percent = self.ps.cpu_percent(None)
+        except psutil.Error:
+            pass
+
+    def row(self, now: float) -> dict[str, Any]:
+        """This slot as `ob-ctl workers` shows it."""
+        alive = self.proc is not None
+        return {
+            "slot": self.index,
+            "name": self.name,
+            "pid": self.pid,
+            "state": self.state.value,
+            "last_heartbeat_age_s": round(now - self.last_seen, 3) if alive else None,
+            "jobs_done": self.jobs_done,
+            "jobs_failed": self.jobs_failed,
+            "restarts": self.restarts,
+            "rss_bytes": self.rss_bytes,
+            "cpu_percent": self.cpu_percent,
+            "uptime_s": round(now - self.started_at, 3) if alive else None,
+            "current_job": self.job.id if self.job else None,
+            "current_file": str(self.job.path) if self.job else None,
+            "last_exit": self.last_exit,
+            "retry_in_s": round(max(0.0, self.retry_at - now), 3) if self.state is SlotState.BACKOFF else None,
+            "sandbox": list(self.sandbox),
+        }
+
+
+def _ps(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except psutil.Error:
+        return None
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd becomes readable the moment the process exits: death is noticed at once, not on a timer."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None

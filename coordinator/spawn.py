@@ -1,0 +1,76 @@
+"""Starting and signalling worker processes.
+
+Each worker gets its own session and process group (`start_new_session`), so one `killpg` reaches whatever
+it started, and a Ctrl-C in the coordinator's terminal is not delivered to the workers behind its back: the
+coordinator stops them itself, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+Spawner = Callable[[int, int], subprocess.Popen[bytes]]
+
+
+def worker_command(endpoint: str, slot: int, generation: int, *, log_level: str, log_json: bool) -> list[str]:
+    """The argv of one worker (`python -m worker`, the same code as the `ob-worker` script)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "worker",
+        "--endpoint",
+        endpoint,
+        "--slot",
+        str(slot),
+        "--generation",
+        str(generation),
+        "--parent-pid",
+        str(os.getpid()),
+        "--log-level",
+        log_level,
+    ]
+    if log_json:
+        cmd.append("--log-json")
+    return cmd
+
+
+def make_spawner(endpoint: str, *, log_level: str, log_json: bool) -> Spawner:
+    """A function that starts the worker for (slot, generation)."""
+
+    def spawn(slot: int, generation: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json),
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+            start_new_session=True,
+        )
+
+    return spawn
+
+
+def signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to the worker's process group (its pid is the group id); False if it is already gone."""
+    try:
+        os.killpg(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the group id was reused by someone else's process: leave it alone
+        return False
+
+
+def describe_exit(returncode: int | None) -> tuple[str, str]:
+    """(code, human text) for a process's exit status."""
+    if returncode is None:
+        return "running", "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return name, f"killed by {name} (signal {-returncode})"
+    return f"exit {returncode}", f"exited with code {returncode}"

@@ -1,0 +1,428 @@
+"""The supervisor: starts workers, hears them, hands them jobs, and replaces the ones that die or hang.
+
+It owns the worker slots and decides; it does no socket I/O of its own. Frames come in through `on_frame`,
+go out through the injected `send`, and processes start through the injected `spawn`, so the policy can be
+driven in a unit test with fakes while the end-to-end tests use real processes and sockets.
+
+Death and hangs (ARCHITECTURE section 3):
+- dead: the process exited (pidfd / poll); the exit code or signal is kept;
+- hung: alive but silent for liveness x interval, and either idle, stopped (SIGSTOP), or busy with no CPU
+  progress over another liveness window. A busy worker whose CPU time still climbs is left to its deadline;
+- overdue: busy past the job's deadline + grace.
+A killed worker gets SIGTERM to its process group, then SIGKILL after `kill_grace_s`.
+The job a dead worker held goes back to the queue; after `quarantine_after` deaths it is quarantined.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+import psutil
+from loguru import logger
+
+from coordinator.backoff import RestartPolicy
+from coordinator.config import Config
+from coordinator.jobs import Job, JobQueue
+from coordinator.records import RecordWriter
+from coordinator.slots import Kill, Slot
+from coordinator.spawn import Spawner, describe_exit, signal_group
+from coordinator.states import RUNNING_STATES, JobState, SlotState
+from protocol.codec import DecodeError, VersionMismatch, decode
+from protocol.messages import (
+    Body,
+    Config as ConfigMessage,
+    Error,
+    Execute,
+    Heartbeat,
+    Limits,
+    Pong,
+    Ready,
+    Result,
+    Shutdown,
+    Status,
+)
+
+Send = Callable[[bytes, Body], bool]
+
+# Error categories that mean the worker itself is about to exit (it abandons a job it cannot stop).
+_WORKER_EXITS_AFTER = frozenset({"Timeout"})
+
+
+class Supervisor:
+    """Worker slots and the rules that keep them filled."""
+
+    def __init__(
+        self,
+        config: Config,
+        jobs: JobQueue,
+        records: RecordWriter,
+        *,
+        send: Send,
+        spawn: Spawner,
+    ) -> None:
+        self.config = config
+        self.sup = config.supervisor
+        self.jobs = jobs
+        self.records = records
+        self.send = send
+        self.spawn = spawn
+        self.slots = [Slot(i, self._policy()) for i in range(config.service.workers)]
+        self.stopping = False
+        self.stats = {"bad_frames": 0, "stale_frames": 0, "unknown_peers": 0, "version_mismatches": 0}
+        self._next_beat = 0.0
+        self._config_msg = ConfigMessage(
+            heartbeat_interval_s=self.sup.heartbeat_interval_s,
+            liveness=self.sup.liveness,
+            limits=Limits(max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines),
+        )
+
+    def _policy(self) -> RestartPolicy:
+        s = self.sup
+        return RestartPolicy(
+            initial=s.backoff_initial_s,
+            cap=s.backoff_max_s,
+            stable_after=s.stable_uptime_s,
+            max_restarts=s.max_restarts,
+            window=s.restart_window_s,
+        )
+
+    @property
+    def silence_limit(self) -> float:
+        return self.sup.heartbeat_interval_s * self.sup.liveness
+
+    # -- life cycle --------------------------------------------------------------------------------------
+
+    def start_all(self, now: float) -> None:
+        """Fill every slot."""
+        for slot in self.slots:
+            self._start(slot, now)
+
+    def _start(self, slot: Slot, now: float) -> None:
+        slot.generation += 1
+        try:
+            proc = self.spawn(slot.index, slot.generation)
+        except OSError as exc:
+            logger.error("slot {}: could not start a worker: {}", slot.index, exc)
+            self._after_death(slot, now, uptime=0.0)
+            return
+        slot.attach(proc, now)
+        logger.info("slot {}: started worker {} (pid {})", slot.index, slot.name, proc.pid)
+
+    def kill(self, slot: Slot, now: float, category: str, reason: str) -> None:
+        """Start killing a worker: SIGTERM (and SIGCONT, so a stopped one can act on it) to its group now,
+        SIGKILL once `kill_grace_s` has passed."""
+        if slot.proc is None or slot.kill is not None:
+            return
+        logger.warning("slot {}: killing worker {} (pid {}): {}", slot.index, slot.name, slot.pid, reason)
+        slot.kill = Kill(category, reason, now + self.sup.kill_grace_s)
+        slot.state = SlotState.STOPPING
+        signal_group(slot.proc.pid, signal.SIGTERM)
+        signal_group(slot.proc.pid, signal.SIGCONT)
+        if self.sup.kill_grace_s == 0:
+            signal_group(slot.proc.pid, signal.SIGKILL)
+
+    # -- frames in ---------------------------------------------------------------------------------------
+
+    def on_frame(self, identity: bytes, frame: bytes, now: float) -> None:
+        """One frame from a worker's DEALER. Never raises: bad input is counted, logged and dropped."""
+        slot = self._slot_for(identity)
+        if slot is None:
+            return
+        try:
+            env = decode(frame)
+        except VersionMismatch as exc:
+            self.stats["version_mismatches"] += 1
+            logger.error("slot {}: {}; disconnecting it", slot.index, exc)
+            self.send(identity, Error(category="Protocol", message=str(exc), code="version"))
+            self.kill(slot, now, "Protocol", str(exc))
+            return
+        except DecodeError as exc:
+            self.stats["bad_frames"] += 1
+            logger.warning("slot {}: dropped a bad frame: {}", slot.index, exc)
+            return
+        slot.last_seen = now
+        slot.silent_since = slot.silent_cpu = None
+        body = env.body
+        if isinstance(body, Heartbeat):
+            if body.rss_bytes is not None:
+                slot.rss_bytes = body.rss_bytes
+        elif isinstance(body, Result):
+            self._on_result(slot, body, now)
+        elif isinstance(body, Error):
+            self._on_error(slot, body, now)
+        elif isinstance(body, Ready):
+            self._on_ready(slot, body, now)
+        elif not isinstance(body, Pong | Status):
+            logger.warning("slot {}: unexpected {} from a worker", slot.index, type(body).__name__)
+
+    def _slot_for(self, identity: bytes) -> Slot | None:
+        try:
+            index_s, gen_s = identity.decode("ascii").split(".")
+            index, generation = int(index_s), int(gen_s)
+        except (UnicodeDecodeError, ValueError):
+            self.stats["unknown_peers"] += 1
+            logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
+            return None
+        if not 0 <= index < len(self.slots):
+            self.stats["unknown_peers"] += 1
+            logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
+            return None
+        slot = self.slots[index]
+        if generation != slot.generation or slot.proc is None:
+            self.stats["stale_frames"] += 1  # a late word from a previous incarnation of the slot
+            return None
+        return slot
+
+    def _on_ready(self, slot: Slot, body: Ready, now: float) -> None:
+        if slot.state is not SlotState.STARTING or body.pid != slot.pid:
+            logger.warning("slot {}: unexpected READY (state {}, pid {})", slot.index, slot.state, body.pid)
+            return
+        slot.sandbox = list(body.sandbox)
+        if not self.send(slot.identity, self._config_msg):
+            return
+        slot.state = SlotState.READY
+        logger.info("slot {}: worker {} ready after {:.2f}s", slot.index, slot.name, now - slot.started_at)
+
+    def _on_result(self, slot: Slot, body: Result, now: float) -> None:
+        job = self._held(slot, body.job_id)
+        if job is None:
+            return
+        name = self.records.success(job, result=body.model_dump(), duration_s=body.duration_s)
+        self.jobs.finish(job, JobState.DONE, record=name)
+        slot.jobs_done += 1
+        self._free(slot)
+
+    def _on_error(self, slot: Slot, body: Error, now: float) -> None:
+        if body.job_id is None:
+            logger.warning("slot {}: worker error: {}: {}", slot.index, body.category, body.message)
+            return
+        job = self._held(slot, body.job_id)
+        if job is None:
+            return
+        slot.jobs_failed += 1
+        if body.retryable and job.attempts < self.sup.quarantine_after + 1:
+            self.jobs.requeue(job, f"{body.category}: {body.message}", front=False)
+        else:
+            name = self.records.error(
+                job,
+                category=body.category,
+                message=body.message,
+                name=body.name,
+                code=body.code,
+                stack=body.stack,
+            )
+            self.jobs.finish(job, JobState.FAILED, record=name, error=f"{body.category}: {body.message}")
+        self._free(slot)
+        if body.category in _WORKER_EXITS_AFTER:
+            slot.state = SlotState.STOPPING  # it exits after abandoning a job; give it nothing new
+
+    def _held(self, slot: Slot, job_id: str) -> Job | None:
+        if slot.job is None or slot.job.id != job_id:
+            self.stats["stale_frames"] += 1
+            logger.warning("slot {}: answer for job {} it does not hold; dropped", slot.index, job_id)
+            return None
+        return slot.job
+
+    def _free(self, slot: Slot) -> None:
+        slot.job = None
+        if slot.state is SlotState.BUSY:
+            slot.state = SlotState.READY
+
+    # -- time passes -------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Notice deaths, hangs, overdue jobs and due restarts; send heartbeats."""
+        for slot in self.slots:
+            if slot.proc is not None and slot.proc.poll() is not None:
+                self._on_exit(slot, now)
+            elif slot.state is SlotState.BACKOFF and now >= slot.retry_at and not self.stopping:
+                slot.restarts += 1
+                self._start(slot, now)
+            elif slot.proc is not None:
+                self._watch(slot, now)
+        if now >= self._next_beat:
+            self._next_beat = now + self.sup.heartbeat_interval_s
+            beat = Heartbeat()
+            for slot in self.slots:
+                if slot.state in (SlotState.READY, SlotState.BUSY):
+                    self.send(slot.identity, beat)
+                slot.sample()
+
+    def _watch(self, slot: Slot, now: float) -> None:
+        if slot.kill is not None:
+            if now >= slot.kill.escalate_at and slot.proc is not None:
+                signal_group(slot.proc.pid, signal.SIGKILL)
+                slot.kill.escalate_at = now + 3600  # sent once; the exit arrives through the pidfd
+            return
+        if slot.state is SlotState.STARTING:
+            if now - slot.started_at > self.sup.start_timeout_s:
+                self.kill(slot, now, "WorkerCrash", f"no READY within {self.sup.start_timeout_s:g}s")
+            return
+        if slot.state is SlotState.BUSY and now > slot.job_deadline + self.config.jobs.deadline_grace_s:
+            self.kill(slot, now, "Timeout", f"job {slot.job.id if slot.job else '?'} overran its deadline")
+            return
+        silent = now - slot.last_seen
+        if silent <= self.silence_limit or slot.state not in (SlotState.READY, SlotState.BUSY, SlotState.STOPPING):
+            return
+        verdict = self._hung(slot, now)
+        if verdict:
+            self.kill(slot, now, "Timeout", f"worker hung: silent for {silent:.1f}s, {verdict}")
+
+    def _hung(self, slot: Slot, now: float) -> str | None:
+        """Look at a silent worker from outside; a reason to kill it, or None to keep waiting."""
+        if slot.ps is None:
+            return "process not inspectable"
+        try:
+            status = slot.ps.status()
+            cpu = sum(slot.ps.cpu_times()[:2])
+        except psutil.Error:
+            return None  # it is exiting; the pidfd will say so
+        if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+            return "process is stopped"
+        if status in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        if slot.state is not SlotState.BUSY:
+            return "idle and not answering"
+        # Busy: GIL-holding code can silence the heartbeat. Climbing CPU time means busy; the deadline decides.
+        if slot.silent_cpu is None or cpu > slot.silent_cpu + 0.01:
+            slot.silent_cpu, slot.silent_since = cpu, now
+            return None
+        if slot.silent_since is not None and now - slot.silent_since >= self.silence_limit:
+            return "busy with no CPU progress"
+        return None
+
+    def _on_exit(self, slot: Slot, now: float) -> None:
+        assert slot.proc is not None
+        code, text = describe_exit(slot.proc.returncode)
+        uptime = now - slot.started_at
+        cause = slot.kill
+        slot.last_exit = code
+        expected = self.stopping and slot.kill is None
+        log = logger.info if expected or (self.stopping and code in ("exit 0", "SIGTERM")) else logger.warning
+        log("slot {}: worker {} (pid {}) {} after {:.1f}s", slot.index, slot.name, slot.pid, text, uptime)
+        slot.detach()
+        job = slot.job
+        if job is not None and self.stopping:
+            slot.job = None  # stopped by us mid-job: not the file's fault, so no death is charged to it
+            self.jobs.requeue(job, "coordinator stopped before the job finished")
+        elif job is not None:
+            slot.job = None
+            slot.jobs_failed += 1
+            category = cause.category if cause else "WorkerCrash"
+            reason = f"{cause.reason}; worker {text}" if cause else f"worker {text}"
+            self._charge_death(job, category, reason, code)
+        if self.stopping:
+            slot.state = SlotState.STOPPED
+            return
+        self._after_death(slot, now, uptime)
+
+    def _charge_death(self, job: Job, category: str, reason: str, code: str) -> None:
+        """A worker died holding `job`: retry it, or quarantine it once it has killed enough workers."""
+        job.kills += 1
+        if job.kills < self.sup.quarantine_after:
+            logger.warning("job {} ({}) requeued: {}", job.id, job.relpath, reason)
+            self.jobs.requeue(job, f"{category}: {reason}")
+            return
+        message = f"quarantined after {job.kills} worker deaths; last: {reason}"
+        logger.error("job {} ({}) {}", job.id, job.relpath, message)
+        name = self.records.error(
+            job,
+            category=category,
+            name="Quarantined",
+            message=message,
+            code=code,
+            component="supervisor",
+            recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
+        )
+        self.jobs.finish(job, JobState.QUARANTINED, record=name, error=f"{category}: {reason}")
+
+    def _after_death(self, slot: Slot, now: float, uptime: float) -> None:
+        delay = slot.policy.record_death(now, uptime)
+        if delay is None:
+            slot.state = SlotState.FAILED
+            logger.error(
+                "slot {}: FAILED: more than {} restarts in {:g}s; not restarting it",
+                slot.index,
+                self.sup.max_restarts,
+                self.sup.restart_window_s,
+            )
+            return
+        slot.state = SlotState.BACKOFF
+        slot.retry_at = now + delay
+        logger.info("slot {}: restarting in {:.2f}s", slot.index, delay)
+
+    # -- jobs out ----------------------------------------------------------------------------------------
+
+    def dispatch(self, now: float) -> int:
+        """Hand queued jobs to idle workers, least recently used first; return how many went out."""
+        if self.stopping:
+            return 0
+        sent = 0
+        idle = [s for s in self.slots if s.state is SlotState.READY and s.job is None]
+        idle.sort(key=lambda s: s.last_dispatch)
+        for slot in idle:
+            job = self.jobs.pop_queued()
+            if job is None:
+                break
+            self.jobs.mark_running(job, slot.name)
+            msg = Execute(
+                job_id=job.id,
+                path=str(job.path),
+                bucket=job.bucket,
+                relpath=job.relpath,
+                output_path=str(job.output_path),
+                deadline_s=self.config.jobs.deadline_s,
+                attempt=job.attempts,
+            )
+            if not self.send(slot.identity, msg):
+                job.attempts -= 1  # never reached a worker: not an attempt
+                self.jobs.requeue(job, "worker unreachable")
+                self.kill(slot, now, "WorkerCrash", "unreachable on its socket")
+                continue
+            slot.job = job
+            slot.job_deadline = now + self.config.jobs.deadline_s
+            slot.last_dispatch = now
+            slot.state = SlotState.BUSY
+            sent += 1
+        return sent
+
+    # -- stopping ----------------------------------------------------------------------------------------
+
+    def begin_stop(self) -> None:
+        """Take no new jobs and start no new workers."""
+        self.stopping = True
+        for slot in self.slots:
+            if slot.state is SlotState.BACKOFF:
+                slot.state = SlotState.STOPPED
+
+    def busy(self) -> bool:
+        """Whether any worker still holds a job."""
+        return any(s.job is not None for s in self.slots)
+
+    def alive(self) -> list[Slot]:
+        """Slots whose process has not been reaped yet."""
+        return [s for s in self.slots if s.proc is not None]
+
+    def ask_to_exit(self) -> None:
+        """SHUTDOWN to every live worker."""
+        for slot in self.alive():
+            if slot.state in RUNNING_STATES and slot.kill is None:
+                self.send(slot.identity, Shutdown(reason="coordinator stopping"))
+                slot.state = SlotState.STOPPING
+
+    def force_stop(self, now: float) -> None:
+        """SIGTERM, then SIGKILL after the grace, for every worker still alive."""
+        for slot in self.alive():
+            self.kill(slot, now, "WorkerCrash", "coordinator stopping")
+
+    def pidfds(self) -> dict[int, Slot]:
+        """The pidfds to poll for exits."""
+        return {s.pidfd: s for s in self.slots if s.pidfd is not None}
+
+    def counts(self) -> dict[str, int]:
+        """Slots by state."""
+        out = {state.value: 0 for state in SlotState}
+        for slot in self.slots:
+            out[slot.state.value] += 1
+        return out

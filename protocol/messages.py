@@ -1,0 +1,185 @@
+"""Message bodies, one pydantic model per message type.
+
+Worker → coordinator: READY, RESULT, ERROR, HEARTBEAT, PONG, STATUS.
+Coordinator → worker: CONFIG, EXECUTE, CANCEL, PING, SHUTDOWN, HEARTBEAT.
+
+Every model forbids unknown keys and bounds its strings, so a hostile peer cannot smuggle fields or
+memory through the boundary. The envelope that carries a body is in `protocol.envelope`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ShortStr = Annotated[str, Field(max_length=256)]
+PathStr = Annotated[str, Field(max_length=4096)]
+Detail = Annotated[str, Field(max_length=16384)]
+
+
+class Body(BaseModel):
+    """Base of every message body: strict about unknown keys, immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- worker → coordinator -------------------------------------------------------------------------------
+
+
+class Ready(Body):
+    """A worker announces itself after connecting; answered with CONFIG."""
+
+    slot: int = Field(ge=0, le=10_000)
+    generation: int = Field(ge=0)
+    pid: int = Field(gt=0)
+    version: ShortStr
+    capabilities: list[ShortStr] = Field(default_factory=list, max_length=64)
+    sandbox: list[ShortStr] = Field(default_factory=list, max_length=64)
+
+
+class FileFacts(BaseModel):
+    """What the worker learned about a file; goes into the note and the SUCCESS record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(ge=0)
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    file_type: ShortStr
+    mime: ShortStr
+    is_text: bool
+    encoding: ShortStr | None = None
+    line_count: int | None = Field(default=None, ge=0)
+    word_count: int | None = Field(default=None, ge=0)
+
+
+class Result(Body):
+    """A job finished and its note is on disk."""
+
+    job_id: ShortStr
+    output_path: PathStr
+    duration_s: float = Field(ge=0)
+    facts: FileFacts
+
+
+ErrorCategory = Literal[
+    "Configuration",
+    "FileAccess",
+    "PatternMatching",
+    "ExternalTool",
+    "FileContent",
+    "System",
+    "WorkerCrash",
+    "Timeout",
+    "ResourceLimit",
+    "SandboxViolation",
+    "Quarantined",
+    "Protocol",
+]
+
+
+class Error(Body):
+    """A job failed inside the worker (the worker itself is fine), or a protocol-level complaint."""
+
+    job_id: ShortStr | None = None
+    category: ErrorCategory
+    retryable: bool = False
+    name: ShortStr = "Error"
+    message: Detail
+    code: ShortStr | None = None
+    stack: Detail | None = None
+    duration_s: float = Field(default=0.0, ge=0)
+
+
+WorkerState = Literal["idle", "busy", "stopping"]
+
+
+class Heartbeat(Body):
+    """Sent both ways every interval. From a worker it also carries its state and resource use."""
+
+    state: WorkerState | None = None
+    job_id: ShortStr | None = None
+    rss_bytes: int | None = Field(default=None, ge=0)
+    cpu_time_s: float | None = Field(default=None, ge=0)
+
+
+class Pong(Body):
+    """Answer to PING, echoing its nonce."""
+
+    nonce: int = 0
+
+
+class Status(Body):
+    """Free-form status a worker may volunteer (counters, sandbox notes)."""
+
+    detail: dict[ShortStr, Any] = Field(default_factory=dict, max_length=64)
+
+
+# -- coordinator → worker -------------------------------------------------------------------------------
+
+
+class Limits(BaseModel):
+    """Per-job limits the worker enforces on itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_input_bytes: int = Field(ge=0)
+    preview_lines: int = Field(ge=0, le=1000)
+
+
+class Config(Body):
+    """The coordinator's answer to READY: how this worker should behave."""
+
+    heartbeat_interval_s: float = Field(gt=0, le=60)
+    liveness: int = Field(ge=1, le=100)
+    limits: Limits
+    skills: list[ShortStr] = Field(default_factory=list, max_length=256)
+
+
+class Execute(Body):
+    """Process one file and write its note to `output_path`."""
+
+    job_id: ShortStr
+    path: PathStr
+    bucket: ShortStr
+    relpath: PathStr
+    output_path: PathStr
+    deadline_s: float = Field(gt=0)
+    attempt: int = Field(ge=1)
+    skills: list[ShortStr] = Field(default_factory=list, max_length=64)
+
+
+class Cancel(Body):
+    """Give up on a job (the worker answers ERROR for it)."""
+
+    job_id: ShortStr
+
+
+class Ping(Body):
+    """Ask for a PONG."""
+
+    nonce: int = 0
+
+
+class Shutdown(Body):
+    """Finish nothing new; exit cleanly."""
+
+    reason: ShortStr = "shutdown"
+
+
+#: type name on the wire → body model
+MESSAGE_TYPES: dict[str, type[Body]] = {
+    "READY": Ready,
+    "RESULT": Result,
+    "ERROR": Error,
+    "HEARTBEAT": Heartbeat,
+    "PONG": Pong,
+    "STATUS": Status,
+    "CONFIG": Config,
+    "EXECUTE": Execute,
+    "CANCEL": Cancel,
+    "PING": Ping,
+    "SHUTDOWN": Shutdown,
+}
+
+TYPE_NAMES: dict[type[Body], str] = {model: name for name, model in MESSAGE_TYPES.items()}

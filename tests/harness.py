@@ -1,0 +1,179 @@
+"""Start and drive the real service for end-to-end tests: a real coordinator process, real workers, real
+sockets, real files. Waiting is always a polled condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def poll_until(predicate: Callable[[], object], timeout: float, interval: float = 0.02) -> bool:
+    """Call `predicate` until it is truthy or `timeout` seconds pass; return whether it became truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Like poll_until, but fail with `what` when the deadline passes."""
+    if not poll_until(predicate, timeout):
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def write_config(path: Path, base: Path, *, workers: int = 4, extra: str = "") -> Path:
+    """A config file for a service living entirely inside `base`."""
+    (base / "bucket").mkdir(exist_ok=True)
+    text = f"""
+[service]
+workers = {workers}
+state_dir = "{base / 'state'}"
+output = "{base / 'notes'}"
+log_level = "DEBUG"
+shutdown_grace_s = 5.0
+
+[watcher]
+settle_s = 0.3
+rescan_interval_s = 5.0
+
+[supervisor]
+heartbeat_interval_s = 0.5
+liveness = 3
+backoff_initial_s = 0.2
+backoff_max_s = 2.0
+kill_grace_s = 1.0
+
+[[buckets]]
+name = "bucket"
+path = "{base / 'bucket'}"
+{extra}
+"""
+    path.write_text(text)
+    return path
+
+
+def cli(*args: str, timeout: float = 30, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m coordinator.<module>` the way the console scripts do."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=str(REPO),
+        env=env,
+    )
+
+
+class RunningService:
+    """One real coordinator process (and the workers it spawns) rooted in a scratch dir."""
+
+    def __init__(self, base: Path, *, workers: int = 4, extra_config: str = "", args: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.bucket = base / "bucket"
+        self.notes = base / "notes"
+        self.state = base / "state"
+        self.records = self.state / "records"
+        self.config = write_config(base / "ob.toml", base, workers=workers, extra=extra_config)
+        self.log_path = base / "coordinator.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "start", "--config", str(self.config), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(base),
+        )
+
+    # -- asking it ----------------------------------------------------------------------------------------
+
+    def ctl(self, command: str) -> Any:
+        """One control request, in-process (the CLI is tested separately)."""
+        from coordinator.ctl import request
+
+        return request(self.state, command, timeout_s=5)
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(self.ctl("workers"))
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.ctl("status"))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, n: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait until `n` workers are ready and idle; return the rows."""
+        rows: list[dict[str, Any]] = []
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"coordinator exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                rows[:] = self.workers()
+            except Exception:
+                return False
+            return sum(r["state"] in ("ready", "busy") for r in rows) >= n
+
+        wait_for(ready, timeout, f"{n} ready workers")
+        return rows
+
+    def notes_count(self) -> int:
+        return sum(1 for _ in self.notes.rglob("*.obs.md"))
+
+    def records_of(self, prefix: str) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.records.glob(f"{prefix}-*.json"))]
+
+    def wait_terminal(self, n: int, timeout: float) -> dict[str, int]:
+        """Wait until `n` jobs reached a terminal state; return the job counts."""
+        counts: dict[str, int] = {}
+
+        def done() -> bool:
+            counts.update(self.status()["jobs"])
+            return counts["done"] + counts["failed"] + counts["quarantined"] >= n
+
+        wait_for(done, timeout, f"{n} terminal jobs (last counts {counts})")
+        return counts
+
+    # -- stopping it --------------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM and wait; return the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the coordinator (its workers must notice by themselves)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+    def __enter__(self) -> RunningService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.stop(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if exc[0] is not None:
+            sys.stderr.write(f"--- coordinator log tail ---\n{self.log()[-6000:]}\n")

@@ -1,0 +1,31 @@
+"""The work one EXECUTE asks for: run the pipeline on the file and describe the outcome as a RESULT."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from protocol.messages import Execute, Limits, Result
+from worker.pipeline.process import process_file
+
+
+def run_job(worker_name: str, limits: Callable[[], Limits]) -> Callable[[Execute], Result]:
+    """A job function bound to this worker and its current limits (from CONFIG); raises the pipeline's
+    JobError for a file that fails."""
+
+    def work(job: Execute) -> Result:
+        started = time.monotonic()
+        current = limits()
+        facts = process_file(
+            job.path,
+            job.output_path,
+            bucket=job.bucket,
+            relpath=job.relpath,
+            worker=worker_name,
+            max_input_bytes=current.max_input_bytes,
+            preview_lines=current.preview_lines,
+        )
+        duration = time.monotonic() - started
+        return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)
+
+    return work

@@ -1,0 +1,239 @@
+"""The worker's main loop: a DEALER to the coordinator, heartbeats both ways, one job at a time.
+
+    READY ──► (CONFIG) ──► loop: EXECUTE → runner thread → RESULT | ERROR
+                                 HEARTBEAT every interval, in both directions
+                                 SHUTDOWN, SIGTERM or a silent coordinator → exit
+
+The loop never blocks on anything but `zmq.Poller.poll`, whose timeout is the next heartbeat, so a busy
+worker keeps heartbeating while a stopped (SIGSTOP) or wedged one falls silent and is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+import psutil
+import zmq
+from loguru import logger
+
+from protocol.codec import DecodeError, VersionMismatch, decode, encode
+from protocol.messages import (
+    Body,
+    Cancel,
+    Config,
+    Error,
+    Execute,
+    Heartbeat,
+    Limits,
+    Ping,
+    Pong,
+    Ready,
+    Result,
+    Shutdown,
+)
+from protocol.version import MAX_FRAME_BYTES
+from worker import __version__
+from worker.jobs import run_job
+from worker.runner import JobRunner
+
+#: Exit codes the coordinator can tell apart.
+EXIT_OK = 0
+EXIT_COORDINATOR_LOST = 3
+EXIT_JOB_ABANDONED = 4
+EXIT_NO_CONFIG = 5
+
+
+class WorkerLoop:
+    """One worker process's whole life after start-up."""
+
+    def __init__(self, endpoint: str, slot: int, generation: int, *, clock: Callable[[], float] = time.monotonic):
+        self.endpoint = endpoint
+        self.slot = slot
+        self.generation = generation
+        self.name = f"{slot}.{generation}"
+        self.clock = clock
+        self.config: Config | None = None
+        self.current: Execute | None = None
+        self.current_deadline = 0.0
+        self.bad_frames = 0
+        self._stop_reason: str | None = None
+        self._proc = psutil.Process()
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def _open_socket(self) -> tuple[zmq.Context[zmq.Socket[bytes]], zmq.Socket[bytes]]:
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context(io_threads=1)
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        sock.connect(self.endpoint)
+        return ctx, sock
+
+    def _send(self, sock: zmq.Socket[bytes], body: Body) -> None:
+        try:
+            sock.send(encode(body), zmq.NOBLOCK)
+        except zmq.Again:
+            logger.warning("send queue to coordinator is full; dropped {}", type(body).__name__)
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until told to stop; return the process exit code."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        ctx, sock = self._open_socket()
+        runner = JobRunner(run_job(self.name, self._limits), wake_w)
+        try:
+            return self._loop(sock, wake_r, runner)
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stop_reason = f"signal {signal.Signals(signum).name}"
+
+    def _loop(self, sock: zmq.Socket[bytes], wake_r: int, runner: JobRunner) -> int:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake_r, zmq.POLLIN)
+        started = self.clock()
+        self._send(sock, self._ready())
+        interval, liveness = 1.0, 3
+        last_heard = started
+        next_beat = started + interval
+        while True:
+            if self._stop_reason:
+                logger.info("stopping: {}", self._stop_reason)
+                return EXIT_OK
+            now = self.clock()
+            timeout = max(0.0, min(next_beat, self.current_deadline if self.current else next_beat) - now)
+            ready = dict(poller.poll(timeout * 1000))
+            now = self.clock()
+            if wake_r in ready:
+                _drain(wake_r)
+            if ready.get(sock):
+                for frame in _recv_all(sock):
+                    last_heard = now
+                    code = self._on_frame(sock, frame, runner)
+                    if code is not None:
+                        return code
+                    if self.config:
+                        interval, liveness = self.config.heartbeat_interval_s, self.config.liveness
+            outcome = runner.take()
+            if outcome is not None and self.current and outcome.job_id == self.current.job_id:
+                self._send(sock, outcome.body)
+                self.current = None
+            if self.current and now >= self.current_deadline:
+                return self._abandon(sock, "Timeout", f"job passed its deadline of {self.current.deadline_s:g}s")
+            if self.config is None and now - started > max(10.0, interval * liveness * 5):
+                logger.error("no CONFIG from {} after READY; exiting", self.endpoint)
+                return EXIT_NO_CONFIG
+            if now - last_heard > interval * liveness:
+                logger.error("coordinator silent for {:.1f}s; exiting", now - last_heard)
+                return EXIT_COORDINATOR_LOST
+            if now >= next_beat:
+                self._send(sock, self._heartbeat())
+                next_beat = now + interval
+
+    def _on_frame(self, sock: zmq.Socket[bytes], frame: bytes, runner: JobRunner) -> int | None:
+        try:
+            env = decode(frame)
+        except VersionMismatch as exc:
+            logger.error("coordinator speaks another protocol: {}", exc)
+            return EXIT_NO_CONFIG
+        except DecodeError as exc:
+            self.bad_frames += 1
+            logger.warning("dropped a bad frame from the coordinator: {}", exc)
+            return None
+        body = env.body
+        if isinstance(body, Config):
+            self.config = body
+            logger.debug("configured: heartbeat {}s, liveness {}", body.heartbeat_interval_s, body.liveness)
+        elif isinstance(body, Execute):
+            self._start(sock, body, runner)
+        elif isinstance(body, Ping):
+            self._send(sock, Pong(nonce=body.nonce))
+        elif isinstance(body, Cancel):
+            if self.current and self.current.job_id == body.job_id:
+                return self._abandon(sock, "Timeout", "job cancelled by the coordinator")
+        elif isinstance(body, Shutdown):
+            logger.info("shutdown requested: {}", body.reason)
+            return EXIT_OK
+        elif not isinstance(body, Heartbeat):
+            logger.warning("ignored unexpected {} from the coordinator", type(body).__name__)
+        return None
+
+    def _start(self, sock: zmq.Socket[bytes], job: Execute, runner: JobRunner) -> None:
+        if self.config is None or self.current is not None:
+            why = "not configured yet" if self.config is None else f"busy with {self.current.job_id}"  # type: ignore[union-attr]
+            self._send(sock, Error(job_id=job.job_id, category="System", retryable=True, message=f"worker {why}"))
+            return
+        self.current = job
+        self.current_deadline = self.clock() + job.deadline_s
+        runner.submit(job)
+
+    def _abandon(self, sock: zmq.Socket[bytes], category: str, message: str) -> int:
+        """A running job cannot be stopped from outside its thread: answer for it and exit."""
+        assert self.current is not None
+        logger.warning("abandoning job {}: {}", self.current.job_id, message)
+        self._send(sock, Error(job_id=self.current.job_id, category=category, message=message))  # type: ignore[arg-type]
+        return EXIT_JOB_ABANDONED
+
+    def _limits(self) -> Limits:
+        assert self.config is not None  # jobs are refused until CONFIG arrives
+        return self.config.limits
+
+    # -- messages ----------------------------------------------------------------------------------------
+
+    def _ready(self) -> Ready:
+        return Ready(
+            slot=self.slot,
+            generation=self.generation,
+            pid=os.getpid(),
+            version=__version__,
+            capabilities=["file-facts", "note"],
+            sandbox=["process-group", "pdeathsig"],
+        )
+
+    def _heartbeat(self) -> Heartbeat:
+        try:
+            rss = self._proc.memory_info().rss
+            cpu = sum(self._proc.cpu_times()[:2])
+        except psutil.Error:
+            rss, cpu = None, None
+        return Heartbeat(
+            state="busy" if self.current else "idle",
+            job_id=self.current.job_id if self.current else None,
+            rss_bytes=rss,
+            cpu_time_s=cpu,
+        )
+
+
+def _recv_all(sock: zmq.Socket[bytes], limit: int = 256) -> list[bytes]:
+    frames: list[bytes] = []
+    for _ in range(limit):
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            break
+        frames.append(parts[-1] if len(parts) == 1 else b"")  # a multi-part frame is not ours: decode rejects b""
+    return frames
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+__all__ = ["WorkerLoop", "Result"]
