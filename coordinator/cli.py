@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from coordinator.lock import StateDirBusy
     from coordinator.logsetup import setup_logging
-    from coordinator.paths import Service
+    from coordinator.service import Service
 
     setup_logging(config.service.log_level, json=config.service.log_json)
     try:

@@ -126,20 +126,24 @@ class Supervisor:
 
     def on_frame(self, identity: bytes, frame: bytes, now: float) -> None:
         """One frame from a worker's DEALER. Never raises: bad input is counted, logged and dropped."""
-        slot = self._slot_for(identity)
-        if slot is None:
-            return
         try:
             env = decode(frame)
         except VersionMismatch as exc:
+            # Answer in our own version, whoever it is: a peer of another build deserves to know why it is
+            # ignored. A live slot speaking it is killed (our ROUTER cannot disconnect a peer by itself).
             self.stats["version_mismatches"] += 1
-            logger.error("slot {}: {}; disconnecting it", slot.index, exc)
+            logger.error("peer {!r}: {}; dropping it", identity[:32], exc)
             self.send(identity, Error(category="Protocol", message=str(exc), code="version"))
-            self.kill(slot, now, "Protocol", str(exc))
+            slot = self._slot_for(identity, count=False)
+            if slot is not None:
+                self.kill(slot, now, "Protocol", str(exc))
             return
         except DecodeError as exc:
             self.stats["bad_frames"] += 1
-            logger.warning("slot {}: dropped a bad frame: {}", slot.index, exc)
+            logger.warning("peer {!r}: dropped a bad frame: {}", identity[:32], exc)
+            return
+        slot = self._slot_for(identity)
+        if slot is None:
             return
         slot.last_seen = now
         slot.silent_since = slot.silent_cpu = None
@@ -156,21 +160,22 @@ class Supervisor:
         elif not isinstance(body, Pong | Status):
             logger.warning("slot {}: unexpected {} from a worker", slot.index, type(body).__name__)
 
-    def _slot_for(self, identity: bytes) -> Slot | None:
+    def _slot_for(self, identity: bytes, *, count: bool = True) -> Slot | None:
+        """The live slot a routing id `<slot>.<generation>` names, or None (counted and logged)."""
         try:
             index_s, gen_s = identity.decode("ascii").split(".")
             index, generation = int(index_s), int(gen_s)
         except (UnicodeDecodeError, ValueError):
-            self.stats["unknown_peers"] += 1
-            logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
-            return None
+            index, generation = -1, -1
         if not 0 <= index < len(self.slots):
-            self.stats["unknown_peers"] += 1
-            logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
+            if count:
+                self.stats["unknown_peers"] += 1
+                logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
             return None
         slot = self.slots[index]
         if generation != slot.generation or slot.proc is None:
-            self.stats["stale_frames"] += 1  # a late word from a previous incarnation of the slot
+            if count:
+                self.stats["stale_frames"] += 1  # a late word from a previous incarnation of the slot
             return None
         return slot
 

@@ -1,0 +1,65 @@
+"""Configuration: defaults, the shipped file, overrides and one-line errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from coordinator.config import Config, ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_default_file_equals_the_built_in_defaults() -> None:
+    with open(REPO / "config" / "openbuckets.toml", "rb") as fh:
+        from_file = Config.model_validate(tomllib.load(fh))
+    assert from_file == Config()
+
+
+def test_overrides_apply(tmp_path: Path) -> None:
+    cfg = load_config(None, {"service.workers": 7, "buckets": [{"path": str(tmp_path / "b")}]})
+    assert cfg.service.workers == 7
+    assert cfg.buckets[0].name == "b"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[service]\nworkers = -1\n", "service.workers: Input should be greater than or equal to 1"),
+        ("[service]\nworkrs = 2\n", "service.workrs: unknown key"),
+        ("[service]\nworkers = 'many'\n", "service.workers: Input should be a valid integer"),
+        ("[[buckets]]\npath = '/nonexistent-ob/x'\n", "buckets[0].path: parent directory /nonexistent-ob does not exist"),
+        ("[[buckets]]\nname = 'x'\n", "buckets[0].path: Field required"),
+        ("[service\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    assert expected in message
+
+
+def test_two_buckets_sharing_output_get_a_subdir_each(tmp_path: Path) -> None:
+    cfg = load_config(
+        None,
+        {"service.output": str(tmp_path / "n"), "buckets": [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "b")}]},
+    )
+    assert cfg.bucket_output(cfg.buckets[0]) == tmp_path / "n" / "a"
+    assert cfg.bucket_output(cfg.buckets[1]) == tmp_path / "n" / "b"
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")

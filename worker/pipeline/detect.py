@@ -1,0 +1,167 @@
+"""Learn a file's facts in one streaming pass: hash, size, type, encoding, lines, words and a preview.
+
+The file is read once, in `CHUNK_SIZE` pieces, so memory stays flat whatever its size. The first bytes
+(the "head") are kept to decide the type before the text work starts:
+
+* a known magic number (PNG, ZIP, ELF, ...) → that binary format, no text work at all;
+* a UTF-16/UTF-32 byte-order mark → text in that encoding (it is full of NULs, so this comes first);
+* a NUL byte in the first `SNIFF_BYTES` → binary;
+* otherwise text if the whole stream decodes as UTF-8 ("ascii" if every byte is < 0x80), else latin-1 if
+  the head has few control characters, else binary.
+
+Latin-1 words are counted alongside UTF-8 ones (cheaply: shared for ASCII chunks), so a file that turns
+out not to be UTF-8 near its end needs no second pass. Bad bytes never raise; they decide the outcome.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import os
+from collections.abc import Iterator
+
+from protocol.messages import FileFacts
+from worker.pipeline import filetypes
+from worker.pipeline.errors import FileAccessError, errno_name
+from worker.pipeline.textscan import TextScan, Utf8Scan, WideScan
+
+#: Read size; a module constant so tests can shrink it to exercise chunk boundaries.
+CHUNK_SIZE = 1024 * 1024
+#: How much of the start decides text vs binary (NULs, control characters), as git does.
+SNIFF_BYTES = 8 * 1024
+#: How much of the start is kept for the preview; longer previews are cut here.
+PREVIEW_BYTES = 64 * 1024
+
+# BOMs, longest first: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le", "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16"),
+]
+#: Control characters that plain text is allowed to contain.
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f")
+#: Above this share of other control characters, undecodable bytes are binary rather than latin-1.
+_MAX_CONTROL_RATIO = 0.05
+
+
+def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "") -> tuple[FileFacts, str]:
+    """Read `fd` from its current position and describe it; returns the facts and the text preview.
+
+    `st` is the descriptor's fstat: at most `st.st_size` bytes are read, so a file still growing cannot
+    push us past the size limit already checked, and the facts describe the file as it was stat'ed.
+    `name` (the file's name or path) lets the extension name text types. The preview is the first
+    `preview_lines` lines of decoded text ("" for binary). Raises only `FileAccessError`, on read errors.
+    """
+    hasher = hashlib.sha256()
+    size = 0
+    head = bytearray()
+    pending: list[bytes] = []  # chunks read before the head was big enough to decide on
+    scan: TextScan | None = None
+    binary: filetypes.Kind | None = None
+    decided = False
+
+    for chunk in _chunks(fd, st.st_size, name):
+        hasher.update(chunk)
+        size += len(chunk)
+        if len(head) < PREVIEW_BYTES:
+            head += chunk[: PREVIEW_BYTES - len(head)]
+        if decided:
+            if scan is not None:
+                scan.feed(chunk)
+            continue
+        pending.append(chunk)
+        if len(head) >= SNIFF_BYTES:
+            binary, scan = _decide(bytes(head), name)
+            decided = True
+            _feed_all(scan, pending)
+            pending.clear()
+    if not decided:
+        binary, scan = _decide(bytes(head), name)
+        _feed_all(scan, pending)
+
+    sha256 = hasher.hexdigest()
+    result = scan.finish() if scan is not None else None
+    if result is None:
+        kind = binary or filetypes.BINARY
+        facts = FileFacts(size=size, sha256=sha256, file_type=kind.file_type, mime=kind.mime, is_text=False)
+        return facts, ""
+
+    preview = _preview(bytes(head), result.codec, complete=size <= len(head), max_lines=preview_lines)
+    first_line = _first_line(bytes(head), result.codec)
+    kind = filetypes.text_kind(name, first_line)
+    facts = FileFacts(
+        size=size,
+        sha256=sha256,
+        file_type=kind.file_type,
+        mime=kind.mime,
+        is_text=True,
+        encoding=result.encoding,
+        line_count=result.lines,
+        word_count=result.words,
+    )
+    return facts, preview
+
+
+def _chunks(fd: int, limit: int, name: str) -> Iterator[bytes]:
+    remaining = limit
+    while remaining > 0:
+        try:
+            chunk = os.read(fd, min(CHUNK_SIZE, remaining))
+        except OSError as exc:
+            message = f"{name}: read failed: {exc.strerror or exc}"
+            raise FileAccessError(message, code=errno_name(exc)) from exc
+        if not chunk:  # shrank since fstat: describe what is there
+            return
+        remaining -= len(chunk)
+        yield chunk
+
+
+def _decide(head: bytes, name: str) -> tuple[filetypes.Kind | None, TextScan | None]:
+    """From the head: a binary kind (no scan), or the text scan that will settle the encoding."""
+    magic = filetypes.sniff_binary(head, name)
+    if magic is not None:
+        return magic, None
+    for bom, encoding, codec in _BOMS:
+        if head.startswith(bom):
+            return None, WideScan(encoding=encoding, codec=codec)
+    sniff = head[:SNIFF_BYTES]
+    if b"\x00" in sniff:
+        return None, None
+    return None, Utf8Scan(bom=head.startswith(codecs.BOM_UTF8), latin1_ok=_few_controls(sniff))
+
+
+def _feed_all(scan: TextScan | None, chunks: list[bytes]) -> None:
+    if scan is not None:
+        for chunk in chunks:
+            scan.feed(chunk)
+
+
+def _few_controls(sample: bytes) -> bool:
+    if not sample:
+        return True
+    controls = sum(1 for b in sample if (b < 0x20 and b not in _TEXT_CONTROLS) or b == 0x7F)
+    return controls / len(sample) <= _MAX_CONTROL_RATIO
+
+
+def _decode_head(head: bytes, codec: str, *, complete: bool) -> str:
+    # The head already decoded cleanly as part of the stream; only a character cut at its end can be
+    # incomplete, and a non-final incremental decode simply holds that back.
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    return decoder.decode(head, final=complete)
+
+
+def _preview(head: bytes, codec: str, *, complete: bool, max_lines: int) -> str:
+    if max_lines <= 0:
+        return ""
+    text = _decode_head(head, codec, complete=complete)
+    if text.endswith("\n"):
+        text = text[:-1]  # the final newline ends the last line; it does not start another
+    if not text:
+        return ""
+    lines = text.split("\n")[:max_lines]
+    return "\n".join(line.removesuffix("\r") for line in lines)
+
+
+def _first_line(head: bytes, codec: str) -> str:
+    return _decode_head(head[:256], codec, complete=False).split("\n", 1)[0]

@@ -1,0 +1,155 @@
+"""Render a file's facts as an Obsidian note, and write notes atomically.
+
+A note is YAML front matter (machine-readable facts, every string JSON-quoted so no value can break the
+YAML) followed by a markdown body: a title, a summary table and, for text, a preview in a code fence that
+the preview cannot close early.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from protocol.messages import FileFacts
+from worker.pipeline import filetypes
+
+# Characters JSON leaves raw but YAML does not allow raw in a double-quoted scalar (or reads as line
+# breaks): DEL, the C1 controls, the Unicode line/paragraph separators, BOM, non-characters, and the lone
+# surrogates Python uses to carry undecodable bytes of a file name.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+#: In one line of the body: control characters and line separators (→ space), lone surrogates (→ U+FFFD).
+_BODY_UNSAFE = re.compile("[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
+_BACKTICKS = re.compile("`+")
+_TAG_UNSAFE = re.compile(r"[^a-z0-9_/-]+")
+
+
+def render_note(
+    *,
+    source_path: str,
+    bucket: str,
+    relpath: str,
+    facts: FileFacts,
+    preview: str,
+    processed_at: datetime,
+    worker: str,
+) -> str:
+    """The full text of the note for one processed file."""
+    name = PurePosixPath(relpath).name or os.path.basename(source_path) or relpath
+    front = _front_matter(
+        [
+            ("source", source_path),
+            ("bucket", bucket),
+            ("relpath", relpath),
+            ("size", facts.size),
+            ("sha256", facts.sha256),
+            ("type", facts.file_type),
+            ("mime", facts.mime),
+            ("encoding", facts.encoding),
+            ("lines", facts.line_count),
+            ("words", facts.word_count),
+            ("processed_at", _utc_iso(processed_at)),
+            ("worker", worker),
+            ("tags", ["openbuckets", f"type/{_tag(facts.file_type)}"]),
+        ]
+    )
+    body = [f"# {_inline(name)}", "", *_summary(facts), ""]
+    if not facts.is_text:
+        body.append(f"Binary file ({_inline(facts.file_type)}, `{_inline(facts.mime)}`); contents not shown.")
+    elif not preview:
+        body.append("Empty file." if facts.size == 0 else "No preview.")
+    else:
+        language = filetypes.fence_language(name, preview.split("\n", 1)[0])
+        body += ["## Preview", "", *_preview_block(preview, facts, language)]
+    return front + "\n".join(body) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` so readers see the old file or the new one, never a partial one.
+
+    The temp file sits next to the target (same filesystem, so `os.replace` is atomic) and its name starts
+    with "." so folder watchers, Obsidian included, ignore it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open rather than mkstemp: mkstemp's 0600 would make every note private to the service user.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _front_matter(items: list[tuple[str, object]]) -> str:
+    lines = ["---"]
+    lines += [f"{key}: {_yaml_value(value)}" for key, value in items]
+    lines.append("---")
+    return "\n".join(lines) + "\n\n"
+
+
+def _yaml_value(value: object) -> str:
+    # JSON is a subset of YAML 1.2: null, numbers, double-quoted strings and flow lists all read back as-is.
+    dumped = json.dumps(value, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
+
+
+def _utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # naive times in this codebase are UTC
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _tag(file_type: str) -> str:
+    # Obsidian tags cannot hold spaces or most punctuation.
+    return _TAG_UNSAFE.sub("-", file_type.lower()).strip("-") or "unknown"
+
+
+def _summary(facts: FileFacts) -> list[str]:
+    rows = [
+        ("Size", _human_size(facts.size)),
+        ("Type", f"{facts.file_type} (`{facts.mime}`)"),
+        ("Encoding", facts.encoding or "binary"),
+    ]
+    if facts.is_text:
+        rows += [("Lines", f"{facts.line_count:,}"), ("Words", f"{facts.word_count:,}")]
+    table = ["| Property | Value |", "| --- | --- |"]
+    table += [f"| {key} | {_cell(value)} |" for key, value in rows]
+    return table
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes" if size != 1 else "1 byte"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit} ({size:,} bytes)"
+
+
+def _preview_block(preview: str, facts: FileFacts, language: str) -> list[str]:
+    shown = preview.count("\n") + 1
+    lines = []
+    if facts.line_count is not None and shown < facts.line_count:
+        lines += [f"First {shown:,} of {facts.line_count:,} lines:", ""]
+    # A fence closes only on a backtick run at least as long as itself, so outgrow every run inside.
+    longest = max((len(run) for run in _BACKTICKS.findall(preview)), default=0)
+    fence = "`" * max(3, longest + 1)
+    lines += [f"{fence}{language}", preview, fence]
+    return lines
+
+
+def _inline(text: str) -> str:
+    """Make a string safe for one line of the body: no line breaks, nothing that cannot be UTF-8."""
+    return _BODY_UNSAFE.sub(lambda m: "\ufffd" if m.group() >= "\ud800" else " ", text)
+
+
+def _cell(text: str) -> str:
+    return _inline(text).replace("|", "\\|")
