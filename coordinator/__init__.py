@@ -1,1 +1,2 @@
-"""The coordinator: one process, one event loop, owning the watcher, job queue, supervisor and control plane."""
+"""The coordinator: one process and one event loop, owning the watcher, job queue, supervisor and control
+plane."""

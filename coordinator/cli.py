@@ -17,11 +17,15 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="TOML config (default: ./config/openbuckets.toml, else built-in)")
+    parser.add_argument(
+        "--config", type=Path, help="TOML config (default: ./config/openbuckets.toml, else built-in)"
+    )
     parser.add_argument("--workers", type=int, help="number of worker processes")
     parser.add_argument("--bucket", type=Path, action="append", help="a directory to watch (repeatable)")
     parser.add_argument("--output", type=Path, help="where notes are written")
-    parser.add_argument("--state-dir", type=Path, help="queue, records, sockets and locks (default ./.openbuckets)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="queue, records, sockets and locks (default ./.openbuckets)"
+    )
     parser.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
 
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "validate-config":
         names = ", ".join(f"{b.name}={b.path}" for b in config.buckets)
-        print(f"config OK: {config.service.workers} workers, buckets {names}, state dir {config.service.state_dir}")
+        state = config.service.state_dir
+        print(f"config OK: {config.service.workers} workers, buckets {names}, state dir {state}")
         return EXIT_OK
 
     from coordinator.lock import StateDirBusy

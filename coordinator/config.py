@@ -151,7 +151,11 @@ def _format_error(source: str, exc: ValidationError) -> str:
     if field == "config" and msg.startswith("buckets["):
         return f"{source}: {msg}"
     value = err.get("input")
-    shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) else f" (got {value!r})"
+    shown = (
+        ""
+        if err["type"] in ("missing", "extra_forbidden") or isinstance(value, dict)
+        else f" (got {value!r})"
+    )
     return f"{source}: {field}: {msg}{shown}"
 
 

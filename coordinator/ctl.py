@@ -46,7 +46,9 @@ def request(state_dir: Path, command: str, args: dict[str, Any] | None = None, t
         try:
             reply = decode_reply(sock.recv())
         except zmq.Again:
-            raise NoCoordinator(f"the coordinator for state dir {state_dir} did not answer in {timeout_s:g}s") from None
+            raise NoCoordinator(
+                f"the coordinator for state dir {state_dir} did not answer in {timeout_s:g}s"
+            ) from None
         except DecodeError as exc:
             raise RuntimeError(f"unreadable reply: {exc}") from None
     finally:
@@ -68,7 +70,9 @@ def _state_dir(args: argparse.Namespace) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="ob-ctl", description="Ask a running Open Buckets coordinator.")
-    parser.add_argument("--state-dir", type=Path, help="the coordinator's state dir (default: from the config)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="the coordinator's state dir (default: from the config)"
+    )
     parser.add_argument("--config", type=Path, help="read the state dir from this config")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -86,7 +86,9 @@ class JobQueue:
 
     def _move(self, job: Job, state: JobState) -> None:
         if job.state in TERMINAL_JOB_STATES:
-            raise RuntimeError(f"job {job.id} is already {job.state}; a second terminal state would double it")
+            raise RuntimeError(
+                f"job {job.id} is already {job.state}; a second terminal state would double it"
+            )
         self._counts[job.state] -= 1
         self._counts[state] += 1
         job.state = state

@@ -30,7 +30,9 @@ class StateLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise StateDirBusy(f"another coordinator (pid {holder}) is using {self.path.parent.parent}") from None
+            raise StateDirBusy(
+                f"another coordinator (pid {holder}) is using {self.path.parent.parent}"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

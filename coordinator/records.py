@@ -76,7 +76,11 @@ class RecordWriter:
                 "watchDir": job.bucket,
                 "relativePath": job.relpath,
                 "outputPath": result["output_path"],
-                "context": {"fileType": facts["file_type"], "mime": facts["mime"], "isText": facts["is_text"]},
+                "context": {
+                    "fileType": facts["file_type"],
+                    "mime": facts["mime"],
+                    "isText": facts["is_text"],
+                },
                 "processing": {
                     "duration": round(duration_s, 6),
                     "bytesProcessed": facts["size"],

@@ -189,7 +189,7 @@ class Service:
             polled_fds = set(pidfds)
             due = self.watcher.next_due() if not stop.active else None
             timeout = MAX_TICK_S if due is None else min(MAX_TICK_S, max(0.0, due - now))
-            ready = dict(poller.poll(timeout * 1000))
+            ready = dict(poller.poll(int(timeout * 1000)))
             now = self.clock()
             if wake_r in ready:
                 _drain(wake_r)
@@ -274,7 +274,9 @@ class _Stopper:
     def request(self, now: float, why: str, *, urgent: bool) -> None:
         sup = self.service.supervisor
         if not self.active:
-            logger.info("{}: stopping; in-flight jobs get {:g}s", why, self.service.config.service.shutdown_grace_s)
+            logger.info(
+                "{}: stopping; in-flight jobs get {:g}s", why, self.service.config.service.shutdown_grace_s
+            )
             self.active = True
             self.service.watcher.stop()
             sup.begin_stop()

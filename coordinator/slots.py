@@ -119,7 +119,9 @@ class Slot:
             "current_job": self.job.id if self.job else None,
             "current_file": str(self.job.path) if self.job else None,
             "last_exit": self.last_exit,
-            "retry_in_s": round(max(0.0, self.retry_at - now), 3) if self.state is SlotState.BACKOFF else None,
+            "retry_in_s": round(max(0.0, self.retry_at - now), 3)
+            if self.state is SlotState.BACKOFF
+            else None,
             "sandbox": list(self.sandbox),
         }
 

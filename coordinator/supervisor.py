@@ -31,7 +31,6 @@ from coordinator.states import RUNNING_STATES, JobState, SlotState
 from protocol.codec import DecodeError, VersionMismatch, decode
 from protocol.messages import (
     Body,
-    Config as ConfigMessage,
     Error,
     Execute,
     Heartbeat,
@@ -42,8 +41,12 @@ from protocol.messages import (
     Shutdown,
     Status,
 )
+from protocol.messages import (
+    Config as ConfigMessage,
+)
 
 Send = Callable[[bytes, Body], bool]
+KillGroup = Callable[[int, signal.Signals], bool]
 
 # Error categories that mean the worker itself is about to exit (it abandons a job it cannot stop).
 _WORKER_EXITS_AFTER = frozenset({"Timeout"})
@@ -60,6 +63,7 @@ class Supervisor:
         *,
         send: Send,
         spawn: Spawner,
+        kill_group: KillGroup = signal_group,
     ) -> None:
         self.config = config
         self.sup = config.supervisor
@@ -67,6 +71,7 @@ class Supervisor:
         self.records = records
         self.send = send
         self.spawn = spawn
+        self.kill_group = kill_group
         self.slots = [Slot(i, self._policy()) for i in range(config.service.workers)]
         self.stopping = False
         self.stats = {"bad_frames": 0, "stale_frames": 0, "unknown_peers": 0, "version_mismatches": 0}
@@ -74,7 +79,9 @@ class Supervisor:
         self._config_msg = ConfigMessage(
             heartbeat_interval_s=self.sup.heartbeat_interval_s,
             liveness=self.sup.liveness,
-            limits=Limits(max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines),
+            limits=Limits(
+                max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
+            ),
         )
 
     def _policy(self) -> RestartPolicy:
@@ -117,10 +124,10 @@ class Supervisor:
         logger.warning("slot {}: killing worker {} (pid {}): {}", slot.index, slot.name, slot.pid, reason)
         slot.kill = Kill(category, reason, now + self.sup.kill_grace_s)
         slot.state = SlotState.STOPPING
-        signal_group(slot.proc.pid, signal.SIGTERM)
-        signal_group(slot.proc.pid, signal.SIGCONT)
+        self.kill_group(slot.proc.pid, signal.SIGTERM)
+        self.kill_group(slot.proc.pid, signal.SIGCONT)
         if self.sup.kill_grace_s == 0:
-            signal_group(slot.proc.pid, signal.SIGKILL)
+            self.kill_group(slot.proc.pid, signal.SIGKILL)
 
     # -- frames in ---------------------------------------------------------------------------------------
 
@@ -257,7 +264,7 @@ class Supervisor:
     def _watch(self, slot: Slot, now: float) -> None:
         if slot.kill is not None:
             if now >= slot.kill.escalate_at and slot.proc is not None:
-                signal_group(slot.proc.pid, signal.SIGKILL)
+                self.kill_group(slot.proc.pid, signal.SIGKILL)
                 slot.kill.escalate_at = now + 3600  # sent once; the exit arrives through the pidfd
             return
         if slot.state is SlotState.STARTING:
@@ -268,7 +275,11 @@ class Supervisor:
             self.kill(slot, now, "Timeout", f"job {slot.job.id if slot.job else '?'} overran its deadline")
             return
         silent = now - slot.last_seen
-        if silent <= self.silence_limit or slot.state not in (SlotState.READY, SlotState.BUSY, SlotState.STOPPING):
+        if silent <= self.silence_limit or slot.state not in (
+            SlotState.READY,
+            SlotState.BUSY,
+            SlotState.STOPPING,
+        ):
             return
         verdict = self._hung(slot, now)
         if verdict:
@@ -289,7 +300,8 @@ class Supervisor:
             return None
         if slot.state is not SlotState.BUSY:
             return "idle and not answering"
-        # Busy: GIL-holding code can silence the heartbeat. Climbing CPU time means busy; the deadline decides.
+        # Busy: GIL-holding code can silence the heartbeat. Climbing CPU time means busy, and then the job's
+        # deadline decides.
         if slot.silent_cpu is None or cpu > slot.silent_cpu + 0.01:
             slot.silent_cpu, slot.silent_since = cpu, now
             return None

@@ -68,7 +68,6 @@ def unpack_map(frame: bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, A
             frame,
             raw=False,
             strict_map_key=True,
-            max_buffer_size=max_bytes,
             max_str_len=max_bytes,
             max_bin_len=max_bytes,
             max_array_len=100_000,

@@ -1,6 +1,7 @@
 """The control plane between `ob-ctl` and the coordinator: one request, one reply, msgpack maps.
 
-Request: `{"v": 1, "command": str, "args": {...}}`. Reply: `{"v": 1, "ok": bool, "result": ..., "error": str}`.
+Request: `{"v": 1, "command": str, "args": {...}}`.
+Reply: `{"v": 1, "ok": bool, "result": ..., "error": str}`.
 Kept apart from the worker messages: a control client is a person's tool, not a peer in the job protocol.
 """
 

@@ -1,4 +1,5 @@
-"""Fixtures every test shares: a short-pathed scratch dir, and a check that no process of ours outlives a test."""
+"""Fixtures every test shares: a short-pathed scratch dir, and a check that no process of ours outlives a
+test."""
 
 from __future__ import annotations
 

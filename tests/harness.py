@@ -39,8 +39,8 @@ def write_config(path: Path, base: Path, *, workers: int = 4, extra: str = "") -
     text = f"""
 [service]
 workers = {workers}
-state_dir = "{base / 'state'}"
-output = "{base / 'notes'}"
+state_dir = "{base / "state"}"
+output = "{base / "notes"}"
 log_level = "DEBUG"
 shutdown_grace_s = 5.0
 
@@ -57,14 +57,16 @@ kill_grace_s = 1.0
 
 [[buckets]]
 name = "bucket"
-path = "{base / 'bucket'}"
+path = "{base / "bucket"}"
 {extra}
 """
     path.write_text(text)
     return path
 
 
-def cli(*args: str, timeout: float = 30, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m coordinator.<module>` the way the console scripts do."""
     return subprocess.run(
         [sys.executable, *args],
@@ -80,7 +82,9 @@ def cli(*args: str, timeout: float = 30, env: dict[str, str] | None = None) -> s
 class RunningService:
     """One real coordinator process (and the workers it spawns) rooted in a scratch dir."""
 
-    def __init__(self, base: Path, *, workers: int = 4, extra_config: str = "", args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, base: Path, *, workers: int = 4, extra_config: str = "", args: tuple[str, ...] = ()
+    ) -> None:
         self.base = base
         self.bucket = base / "bucket"
         self.notes = base / "notes"
@@ -88,7 +92,7 @@ class RunningService:
         self.records = self.state / "records"
         self.config = write_config(base / "ob.toml", base, workers=workers, extra=extra_config)
         self.log_path = base / "coordinator.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop() / kill()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coordinator.cli", "start", "--config", str(self.config), *args],
             stdout=self._log,

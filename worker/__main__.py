@@ -8,11 +8,17 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; the coordinator spawns this with its slot, generation and endpoint."""
-    parser = argparse.ArgumentParser(prog="ob-worker", description="Open Buckets worker (spawned by the coordinator)")
-    parser.add_argument("--endpoint", required=True, help="the coordinator's ROUTER, e.g. ipc:///x/run/workers.sock")
+    parser = argparse.ArgumentParser(
+        prog="ob-worker", description="Open Buckets worker (spawned by the coordinator)"
+    )
+    parser.add_argument(
+        "--endpoint", required=True, help="the coordinator's ROUTER, e.g. ipc:///x/run/workers.sock"
+    )
     parser.add_argument("--slot", type=int, required=True)
     parser.add_argument("--generation", type=int, required=True)
-    parser.add_argument("--parent-pid", type=int, default=0, help="exit at once if our parent is not this pid")
+    parser.add_argument(
+        "--parent-pid", type=int, default=0, help="exit at once if our parent is not this pid"
+    )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-json", action="store_true")
     args = parser.parse_args(argv)
@@ -21,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not bind_to_parent(args.parent_pid):
         return 3
-    from worker.main import WorkerLoop
     from worker.logsetup import setup_logging
+    from worker.main import WorkerLoop
 
     setup_logging(args.log_level, json=args.log_json, name=f"worker {args.slot}.{args.generation}")
     return WorkerLoop(args.endpoint, args.slot, args.generation).run()

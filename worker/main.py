@@ -49,7 +49,9 @@ EXIT_NO_CONFIG = 5
 class WorkerLoop:
     """One worker process's whole life after start-up."""
 
-    def __init__(self, endpoint: str, slot: int, generation: int, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, endpoint: str, slot: int, generation: int, *, clock: Callable[[], float] = time.monotonic
+    ):
         self.endpoint = endpoint
         self.slot = slot
         self.generation = generation
@@ -115,7 +117,7 @@ class WorkerLoop:
                 return EXIT_OK
             now = self.clock()
             timeout = max(0.0, min(next_beat, self.current_deadline if self.current else next_beat) - now)
-            ready = dict(poller.poll(timeout * 1000))
+            ready = dict(poller.poll(int(timeout * 1000)))
             now = self.clock()
             if wake_r in ready:
                 _drain(wake_r)
@@ -132,7 +134,9 @@ class WorkerLoop:
                 self._send(sock, outcome.body)
                 self.current = None
             if self.current and now >= self.current_deadline:
-                return self._abandon(sock, "Timeout", f"job passed its deadline of {self.current.deadline_s:g}s")
+                return self._abandon(
+                    sock, "Timeout", f"job passed its deadline of {self.current.deadline_s:g}s"
+                )
             if self.config is None and now - started > max(10.0, interval * liveness * 5):
                 logger.error("no CONFIG from {} after READY; exiting", self.endpoint)
                 return EXIT_NO_CONFIG
@@ -174,7 +178,9 @@ class WorkerLoop:
     def _start(self, sock: zmq.Socket[bytes], job: Execute, runner: JobRunner) -> None:
         if self.config is None or self.current is not None:
             why = "not configured yet" if self.config is None else f"busy with {self.current.job_id}"  # type: ignore[union-attr]
-            self._send(sock, Error(job_id=job.job_id, category="System", retryable=True, message=f"worker {why}"))
+            self._send(
+                sock, Error(job_id=job.job_id, category="System", retryable=True, message=f"worker {why}")
+            )
             return
         self.current = job
         self.current_deadline = self.clock() + job.deadline_s
@@ -224,7 +230,9 @@ def _recv_all(sock: zmq.Socket[bytes], limit: int = 256) -> list[bytes]:
             parts = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             break
-        frames.append(parts[-1] if len(parts) == 1 else b"")  # a multi-part frame is not ours: decode rejects b""
+        frames.append(
+            parts[-1] if len(parts) == 1 else b""
+        )  # a multi-part frame is not ours: decode rejects b""
     return frames
 
 

@@ -1,4 +1,5 @@
-"""Runs one job at a time on a helper thread, so the worker's loop keeps heartbeating while a file is processed.
+"""Runs one job at a time on a helper thread, so the worker's loop keeps heartbeating while a file is
+processed.
 
 The loop hands a job in with `submit`, and is woken through a pipe when the outcome is ready; `take` then
 returns it. A thread cannot be cancelled, so a job past its deadline is abandoned: the loop answers ERROR

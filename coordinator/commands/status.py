@@ -35,6 +35,7 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     """The picture as a few readable lines."""
     workers = ", ".join(f"{n} {k}" for k, n in result["workers"].items() if k != "total")
+    watcher = result["watcher"]
     jobs = ", ".join(f"{n} {k}" for k, n in result["jobs"].items())
     lines = [
         f"coordinator  pid {result['pid']}, up {human_seconds(result['uptime_s'])}"
@@ -42,7 +43,7 @@ def render(result: dict[str, Any]) -> str:
         f"state dir    {result['state_dir']}",
         f"workers      {result['workers']['total']}: {workers}",
         f"jobs         {jobs}",
-        f"watcher      {result['watcher'].get('rejected', 0)} rejected, {result['watcher'].get('ignored', 0)} ignored",
+        f"watcher      {watcher.get('rejected', 0)} rejected, {watcher.get('ignored', 0)} ignored",
     ]
     for bucket in result["buckets"]:
         lines.append(f"bucket       {bucket['name']}: {bucket['path']} -> {bucket['output']}")

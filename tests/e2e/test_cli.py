@@ -27,7 +27,9 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(
 ) -> None:
     config = scratch / "bad.toml"
     config.write_text(toml)
-    result = cli("-m", "coordinator.cli", command, "--config", str(config), "--state-dir", str(scratch / "state"))
+    result = cli(
+        "-m", "coordinator.cli", command, "--config", str(config), "--state-dir", str(scratch / "state")
+    )
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -37,13 +39,23 @@ def test_bad_config_exits_2_with_one_line_naming_the_field(
 
 
 def test_negative_workers_flag_is_a_config_error(scratch: Path) -> None:
-    result = cli("-m", "coordinator.cli", "validate-config", "--workers", "-1", "--state-dir", str(scratch / "s"))
+    result = cli(
+        "-m", "coordinator.cli", "validate-config", "--workers", "-1", "--state-dir", str(scratch / "s")
+    )
     assert result.returncode == 2
     assert "service.workers" in result.stderr
 
 
 def test_valid_config_validates(scratch: Path) -> None:
-    result = cli("-m", "coordinator.cli", "validate-config", "--bucket", str(scratch / "b"), "--state-dir", str(scratch))
+    result = cli(
+        "-m",
+        "coordinator.cli",
+        "validate-config",
+        "--bucket",
+        str(scratch / "b"),
+        "--state-dir",
+        str(scratch),
+    )
     assert result.returncode == 0, result.stderr
     assert "config OK" in result.stdout
 

@@ -8,6 +8,7 @@ import re
 import socket
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.harness import RunningService, wait_for
@@ -35,7 +36,7 @@ def test_four_workers_start_ready_and_stop_cleanly(scratch: Path) -> None:
         pids = [r["pid"] for r in rows]
         assert svc.stop() == 0
     for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not (scratch / "state" / "run" / "control.sock").exists()
 
 
@@ -82,7 +83,16 @@ def test_temp_names_are_ignored_and_unmatched_patterns_rejected(scratch: Path) -
         svc.wait_ready(2)
         b = svc.bucket
         (b / "docs").mkdir()
-        for name in ["a.txt", "docs/b.md", "c.csv", "secret.txt", ".hidden.txt", "x.part", "y.crdownload", "~z.txt"]:
+        for name in [
+            "a.txt",
+            "docs/b.md",
+            "c.csv",
+            "secret.txt",
+            ".hidden.txt",
+            "x.part",
+            "y.crdownload",
+            "~z.txt",
+        ]:
             (b / name).write_text("data\n")
         (b / "d.txt.tmp").write_text("renamed\n")
         os.rename(b / "d.txt.tmp", b / "d.txt")

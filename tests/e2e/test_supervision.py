@@ -75,14 +75,14 @@ def test_a_file_that_kills_its_worker_twice_is_quarantined(scratch: Path) -> Non
         with open(big, "wb") as fh:  # sparse, and slow enough to hash that we can catch the worker holding it
             fh.truncate(4 * 1024 * 1024 * 1024)
         os.rename(big, svc.bucket / "poison.bin")
-        killed = []
+        killed: list[int] = []
+        row: dict = {}
+
+        def holding() -> bool:
+            row.update(svc.workers()[0])
+            return row["state"] == "busy" and row["pid"] not in killed
+
         while len(killed) < 2:
-            row: dict = {}
-
-            def holding() -> bool:
-                row.update(svc.workers()[0])
-                return row["state"] == "busy" and row["pid"] not in killed
-
             wait_for(holding, 30, "the worker to hold the file")
             os.kill(row["pid"], signal.SIGKILL)
             killed.append(row["pid"])
@@ -101,7 +101,9 @@ def test_workers_exit_by_themselves_when_the_coordinator_is_sigkilled(scratch: P
     svc = RunningService(scratch, workers=3)
     pids = [r["pid"] for r in svc.wait_ready(3)]
     svc.kill()
-    assert poll_until(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10), "workers outlived coordinator"
+    assert poll_until(lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10), (
+        "workers outlived coordinator"
+    )
 
 
 def test_garbage_on_both_sockets_leaves_the_coordinator_healthy(scratch: Path) -> None:
@@ -111,7 +113,13 @@ def test_garbage_on_both_sockets_leaves_the_coordinator_healthy(scratch: Path) -
         try:
             workers_sock = f"ipc://{svc.state / 'run' / 'workers.sock'}"
             control_sock = f"ipc://{svc.state / 'run' / 'control.sock'}"
-            garbage = [b"", b"\xc1\xc1", os.urandom(64), msgpack.packb([1, 2]), msgpack.packb({"v": 1, "type": "RESULT"})]
+            garbage = [
+                b"",
+                b"\xc1\xc1",
+                os.urandom(64),
+                msgpack.packb([1, 2]),
+                msgpack.packb({"v": 1, "type": "RESULT"}),
+            ]
             for identity in (b"intruder", b"0.1", b"99.1", b"0.999"):
                 dealer = ctx.socket(zmq.DEALER)
                 dealer.setsockopt(zmq.LINGER, 2000)  # deliver before closing
@@ -139,7 +147,11 @@ def test_garbage_on_both_sockets_leaves_the_coordinator_healthy(scratch: Path) -
             req.close()
         finally:
             ctx.term()
-        wait_for(lambda: svc.status()["protocol"]["bad_frames"] + svc.status()["protocol"]["unknown_peers"] > 0, 10, "bad frames counted")
+        wait_for(
+            lambda: svc.status()["protocol"]["bad_frames"] + svc.status()["protocol"]["unknown_peers"] > 0,
+            10,
+            "bad frames counted",
+        )
         drop(svc.bucket, 20)
         assert svc.wait_terminal(20, timeout=30)["done"] == 20
         assert all(r["state"] in ("ready", "busy") for r in svc.workers())

@@ -15,14 +15,22 @@ from protocol.version import MAX_FRAME_BYTES, PROTOCOL_VERSION
 
 def test_round_trip_keeps_body_id_and_ts() -> None:
     body = Execute(
-        job_id="j1", path="/b/a.txt", bucket="b", relpath="a.txt", output_path="/n/a.txt.obs.md", deadline_s=5, attempt=1
+        job_id="j1",
+        path="/b/a.txt",
+        bucket="b",
+        relpath="a.txt",
+        output_path="/n/a.txt.obs.md",
+        deadline_s=5,
+        attempt=1,
     )
     env = decode(encode(body, id="abc", ts=12.5))
     assert env.body == body and env.id == "abc" and env.ts == 12.5
 
 
 def test_result_with_facts_round_trips() -> None:
-    facts = FileFacts(size=3, sha256="0" * 64, file_type="text", mime="text/plain", is_text=True, encoding="ascii")
+    facts = FileFacts(
+        size=3, sha256="0" * 64, file_type="text", mime="text/plain", is_text=True, encoding="ascii"
+    )
     body = Result(job_id="j2", output_path="/n/x", duration_s=0.01, facts=facts)
     assert decode(encode(body)).body == body
 
@@ -40,7 +48,9 @@ def test_result_with_facts_round_trips() -> None:
         msgpack.packb({"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": 5, "ts": 1.0, "body": {}}),
         msgpack.packb({"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": "1", "ts": "x", "body": {}}),
         msgpack.packb({"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": "1", "ts": 1.0, "body": []}),
-        msgpack.packb({"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": "1", "ts": 1.0, "body": {"evil": 1}}),
+        msgpack.packb(
+            {"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": "1", "ts": 1.0, "body": {"evil": 1}}
+        ),
         msgpack.packb({"v": PROTOCOL_VERSION, "type": "HEARTBEAT", "id": "1", "ts": 1.0, "body": {}, "x": 1}),
         msgpack.packb({1: 2}),
     ],

@@ -36,7 +36,10 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[service]\nworkers = -1\n", "service.workers: Input should be greater than or equal to 1"),
         ("[service]\nworkrs = 2\n", "service.workrs: unknown key"),
         ("[service]\nworkers = 'many'\n", "service.workers: Input should be a valid integer"),
-        ("[[buckets]]\npath = '/nonexistent-ob/x'\n", "buckets[0].path: parent directory /nonexistent-ob does not exist"),
+        (
+            "[[buckets]]\npath = '/nonexistent-ob/x'\n",
+            "buckets[0].path: parent directory /nonexistent-ob does not exist",
+        ),
         ("[[buckets]]\nname = 'x'\n", "buckets[0].path: Field required"),
         ("[service\n", "invalid TOML"),
     ],
@@ -54,7 +57,10 @@ def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, text: str,
 def test_two_buckets_sharing_output_get_a_subdir_each(tmp_path: Path) -> None:
     cfg = load_config(
         None,
-        {"service.output": str(tmp_path / "n"), "buckets": [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "b")}]},
+        {
+            "service.output": str(tmp_path / "n"),
+            "buckets": [{"path": str(tmp_path / "a")}, {"path": str(tmp_path / "b")}],
+        },
     )
     assert cfg.bucket_output(cfg.buckets[0]) == tmp_path / "n" / "a"
     assert cfg.bucket_output(cfg.buckets[1]) == tmp_path / "n" / "b"
