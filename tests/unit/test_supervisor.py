@@ -1,6 +1,7 @@
 """Supervisor policy driven by hand: fake processes, a recording transport, and a clock we move ourselves.
 
-No sockets, no sleeping: `now` is passed in, spawning returns a FakeProc, frames are built with the real codec.
+No sockets, no sleeping: `now` is passed in, spawning returns a FakeProc, and frames are built with the
+real codec.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ class Rig:
     """A supervisor wired to fakes."""
 
     def __init__(self, tmp: Path, **overrides: object) -> None:
-        base = {"service.workers": 2, "buckets": [{"path": str(tmp / "b")}], "supervisor.backoff_initial_s": 1.0}
+        base = {
+            "service.workers": 2,
+            "buckets": [{"path": str(tmp / "b")}],
+            "supervisor.backoff_initial_s": 1.0,
+        }
         self.config: Config = load_config(None, base | overrides)
         self.jobs = JobQueue()
         self.records = RecordWriter(tmp / "records")
@@ -98,7 +103,7 @@ def test_ready_gets_config_and_a_job(rig: Rig) -> None:
     assert rig.sup.slots[0].state is SlotState.READY
     rig.add_job()
     assert rig.sup.dispatch(rig.now) == 1
-    (identity, execute), = rig.executes()
+    ((identity, execute),) = rig.executes()
     assert identity == b"0.1" and execute.attempt == 1
     assert rig.sup.slots[0].state is SlotState.BUSY
 

@@ -1,0 +1,123 @@
+"""Which paths the watcher takes: temp-name globs, bucket include/ignore globs, excluded directories.
+
+The rules (applied in this order, by `coordinator.watcher`):
+
+1. **Temp names** (`watcher.temp_ignore`, e.g. `.*`, `*.tmp`, `~*`) are matched with `fnmatch` against the
+   basename *and every directory component* of the path relative to its bucket, so `.git/config` and
+   `a/.cache/b.csv` are ignored and a scan never descends into `.git/`. Counted as `ignored`.
+2. **Excluded directories** (the service's own output and state directories, which may live inside a bucket):
+   anything at or below one of them is ignored. Counted as `ignored`.
+3. **Bucket globs**: a glob without `/` matches the basename, a glob with `/` matches the whole posix relative
+   path (`fnmatch`, where `*` also crosses `/`, so `reports/*.csv` matches `reports/2024/a.csv`). A file that
+   matches any `ignore` glob, or no `patterns` glob (an empty `patterns` list means `["*"]`), is counted as
+   `rejected` and not emitted.
+
+Matching is case-sensitive (`fnmatchcase`): two names that differ in case are different files on Linux.
+Globs are compiled into one regular expression per list, so a rescan of 100,000 names stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterable
+from fnmatch import translate
+from pathlib import Path
+from typing import Literal
+
+Verdict = Literal["ok", "ignored", "rejected"]
+
+
+def kind_of(mode: int) -> str:
+    """The `Sighting.kind` of an lstat mode: file, symlink, fifo, device, socket or directory."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    # Whiteouts, doors, event ports: nothing a worker could read either; the coordinator reports it.
+    return "device"
+
+
+def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [translate(g) for g in globs]
+    return re.compile("|".join(parts)) if parts else None
+
+
+class GlobSet:
+    """Globs split by form: those without `/` match a basename, those with `/` match a relative path."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        globs = list(globs)
+        self._by_name = _compile(g for g in globs if "/" not in g)
+        self._by_path = _compile(g for g in globs if "/" in g)
+
+    def matches(self, relpath: str, name: str) -> bool:
+        """Whether `relpath` (posix, relative to the bucket) or its basename `name` matches a glob."""
+        return bool(
+            (self._by_name is not None and self._by_name.match(name))
+            or (self._by_path is not None and self._by_path.match(relpath))
+        )
+
+
+class NameRules:
+    """One bucket's name rules: the shared temp-name globs plus the bucket's own include/ignore globs."""
+
+    def __init__(self, temp_ignore: Iterable[str], patterns: Iterable[str], ignore: Iterable[str]) -> None:
+        self._temp = _compile(temp_ignore)
+        self._include = GlobSet(list(patterns) or ["*"])
+        self._ignore = GlobSet(ignore)
+
+    def is_temp(self, name: str) -> bool:
+        """Whether one path component is a temp or hidden name (`.git`, `x.part`, `~lock`)."""
+        return self._temp is not None and self._temp.match(name) is not None
+
+    def verdict(self, relpath: str, *, dirs_checked: bool = False) -> Verdict:
+        """Decide on a non-directory entry at `relpath` (posix, relative to its bucket root).
+
+        `dirs_checked=True` skips the temp check of the directory components: a scan has already pruned
+        temp directories on its way down, so only the basename is left to look at.
+        """
+        name = relpath.rpartition("/")[2]
+        if dirs_checked:
+            if self.is_temp(name):
+                return "ignored"
+        elif any(self.is_temp(part) for part in relpath.split("/")):
+            return "ignored"
+        if self._ignore.matches(relpath, name) or not self._include.matches(relpath, name):
+            return "rejected"
+        return "ok"
+
+
+class Exclusions:
+    """Directories whose contents are never ours to process (the service's output and state).
+
+    A directory may be named through a symlink while events arrive under the bucket's own spelling of the
+    path, so each one is kept both as given and as its real location re-expressed under every bucket root
+    that contains it. Matching is then a plain string-prefix test, with no I/O per event.
+    """
+
+    def __init__(self, dirs: Iterable[Path], roots: Iterable[str]) -> None:
+        spellings: set[str] = set()
+        real_roots = [(root, os.path.realpath(root)) for root in roots]
+        for d in dirs:
+            given = os.path.abspath(os.fspath(d))
+            real = os.path.realpath(given)
+            spellings.update((given, real))
+            for root, real_root in real_roots:
+                if real == real_root or real.startswith(real_root + os.sep):
+                    spellings.add(os.path.normpath(os.path.join(root, os.path.relpath(real, real_root))))
+        self._exact = frozenset(spellings)
+        self._prefixes = tuple(s.rstrip(os.sep) + os.sep for s in spellings)
+
+    def covers(self, path: str) -> bool:
+        """Whether absolute `path` is one of the excluded directories or lies below one."""
+        return path in self._exact or path.startswith(self._prefixes)

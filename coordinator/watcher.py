@@ -1,0 +1,391 @@
+"""The watcher: filesystem activity under the buckets in, `Sighting`s of files that are ready out.
+
+Threads. watchdog's observer threads only append `(event kind, path, dest path)` to a deque and call the
+loop's `wake()` (at most once per drain); they never touch the filesystem or the watcher's state. Everything
+else (stat, scans, settle timers, filtering) runs in the coordinator's loop, inside `poll()`.
+
+When a file is ready (emitted as a `Sighting`):
+
+- closed after writing (`FileClosedEvent`), or renamed to its name inside a bucket (`FileMovedEvent`, e.g.
+  `x.tmp -> x.csv`): lstat it and emit at once, no debounce;
+- seen only as created (a rename from outside a bucket also arrives as "created"), or found by a scan: emit at
+  once if its mtime is already `settle_s` old (any write moves mtime to now, so nobody is writing it), else
+  once size, mtime_ns and inode have stayed the same for `settle_s` (re-stat at each check);
+- a symlink, FIFO, device or socket: emit at once with its `kind` (there is no content to settle, and the
+  coordinator records it as a FileAccess error); it is never opened or followed.
+
+Directories are never emitted, they are walked: a directory created in or moved into a bucket is scanned
+(files written into a brand-new directory are reported as created, not closed). A path gone by the time it
+is stat'ed is dropped (counted `vanished`): the file left before we took it.
+
+Which names count is decided in `coordinator.names` (temp names and excluded directories are `ignored`,
+bucket `patterns`/`ignore` globs make a file `rejected`).
+
+Lost events. The kernel queue overflows under bursts, watchdog then only logs "Inotify queue overflowed" on
+the `watchdog.observers.inotify_c` logger, and nothing at all is heard from NFS/CIFS writers (use
+`polling=True` there). So: the observer starts first, then every bucket is scanned; every bucket is scanned
+again every `rescan_interval_s`, and at once when that log line appears (`rescans_overflow`). A full scan
+also re-watches a bucket root that was deleted or replaced and has come back. Re-sighting the same version of
+a file is harmless: `Sighting.key` is the job queue's idempotency key. Within one `poll()` each key appears
+once.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from loguru import logger
+
+from coordinator.fsevents import Inbox, Observation
+from coordinator.names import Exclusions, NameRules, kind_of
+from coordinator.scanner import walk
+from coordinator.settle import Settler
+
+STAT_KEYS = ("events", "scans", "rescans_overflow", "ignored", "rejected", "sightings", "errors", "vanished")
+
+Key = tuple[str, str, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One version of one entry in a bucket, ready to become a job.
+
+    `kind` is "file", "symlink", "fifo", "device" or "socket" (the watcher never emits "directory", and
+    "missing" is left to the coordinator for files that vanish later).
+    """
+
+    bucket: str
+    root: Path
+    path: Path
+    relpath: str
+    kind: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @property
+    def key(self) -> Key:
+        """The idempotency key of this version of the file: (bucket, relpath, size, mtime_ns, inode)."""
+        return (self.bucket, self.relpath, self.size, self.mtime_ns, self.inode)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    name: str
+    root: str  # absolute, normalised: watchdog spells event paths from it
+    prefix: str  # root + separator
+    root_path: Path
+    rules: NameRules
+
+
+class Watcher:
+    """Watches the buckets and hands the loop the files that are ready; see the module docstring.
+
+    Everything but watchdog's callbacks runs in the loop's thread. `stats` holds counters: events, scans,
+    rescans_overflow, ignored, rejected, sightings, errors, vanished.
+    """
+
+    def __init__(
+        self,
+        buckets: list[tuple[str, Path, list[str], list[str]]],
+        *,
+        temp_ignore: list[str],
+        exclude_dirs: list[Path],
+        settle_s: float,
+        rescan_interval_s: float,
+        wake: Callable[[], None],
+        polling: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        for name, root, patterns, ignore in buckets:
+            absolute = os.path.abspath(os.fspath(root))
+            rules = NameRules(temp_ignore, patterns, ignore)
+            prefix = absolute.rstrip(os.sep) + os.sep
+            self._buckets[name] = _Bucket(name, absolute, prefix, Path(absolute), rules)
+        # Deepest root first: a path inside nested buckets belongs to the innermost one.
+        self._by_depth = sorted(self._buckets.values(), key=lambda b: len(b.root), reverse=True)
+        self._roots = frozenset(b.root for b in self._buckets.values())
+        self._exclude_dirs = list(exclude_dirs)
+        self._exclusions = Exclusions(self._exclude_dirs, self._roots)
+        self._settle_ns = int(settle_s * 1e9)
+        self._rescan_interval_s = rescan_interval_s
+        self._clock = clock
+        self._inbox = Inbox(wake)
+        self._observation = Observation(self._inbox, polling=polling)
+        self._started = False
+        self._settler: Settler[_Bucket] = Settler(settle_s)
+        self._scans: dict[str, set[str]] = {}  # bucket name -> directories to walk
+        self._next_rescan = 0.0
+        self._rescan_requested = False
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+
+    def start(self) -> None:
+        """Create missing bucket roots, start the observer, then queue a full scan of every bucket."""
+        if self._started:
+            return
+        for bucket in self._buckets.values():
+            bucket.root_path.mkdir(parents=True, exist_ok=True)
+        # Again, now that the roots exist: their real paths place the excluded directories inside them.
+        self._exclusions = Exclusions(self._exclude_dirs, self._roots)
+        polling = self._observation.polling
+        self._observation.start([b.root for b in self._buckets.values()])
+        if self._observation.polling != polling:
+            self.stats["errors"] += 1  # fell back to polling
+        self._started = True
+        self._queue_all()
+        self._next_rescan = self._clock() + self._rescan_interval_s
+
+    def stop(self) -> None:
+        """Stop the observer and join its threads (bounded)."""
+        self._started = False
+        self._observation.stop()
+
+    @property
+    def settling(self) -> int:
+        """How many files are waiting for their settle window (a gauge for status and tests)."""
+        return len(self._settler)
+
+    def request_rescan(self) -> None:
+        """Scan every bucket at the next `poll()`."""
+        self._rescan_requested = True
+
+    def next_due(self) -> float | None:
+        """Clock time at which `poll()` has work (now if some is waiting); None unless started."""
+        if not self._started:
+            return None
+        if self._inbox or self._scans or self._rescan_requested:
+            return self._clock()
+        settle_due = self._settler.next_due()
+        return self._next_rescan if settle_due is None else min(settle_due, self._next_rescan)
+
+    def poll(self) -> list[Sighting]:
+        """Handle queued events, run due scans and settle checks; return the sightings ready now.
+
+        Never raises: a failure is logged and counted in `stats["errors"]`.
+        """
+        if not self._started:
+            return []
+        out: dict[Key, Sighting] = {}
+        now = self._clock()
+        if self._inbox.take_overflow():
+            self.stats["rescans_overflow"] += 1
+            logger.warning("watcher: inotify queue overflowed, events were lost; rescanning every bucket")
+            self._queue_all()
+        if self._rescan_requested or now >= self._next_rescan:
+            self._rescan_requested = False
+            self._next_rescan = now + self._rescan_interval_s
+            self._queue_all()
+        for kind, path, dest in self._inbox.take():
+            self.stats["events"] += 1
+            try:
+                self._on_event(kind, path, dest, out)
+            except Exception:
+                self.stats["errors"] += 1
+                logger.exception("watcher: failed to handle {} event for {}", kind, path)
+        self._run_scans(out)
+        try:
+            self._check_settling(out)
+        except Exception:
+            self.stats["errors"] += 1
+            logger.exception("watcher: settle check failed")
+        self.stats["sightings"] += len(out)
+        return list(out.values())
+
+    # -- events ------------------------------------------------------------------------------------------
+
+    def _on_event(self, kind: str, path: str, dest: str, out: dict[Key, Sighting]) -> None:
+        if kind == "closed":
+            self._look_at(path, out, ready=True)
+        elif kind in ("created", "modified"):
+            self._look_at(path, out, ready=False)
+        elif kind == "moved":
+            self._settler.discard(path)  # the old name is gone; the new one is judged below
+            self._look_at(dest, out, ready=True)
+        elif kind in ("dir_created", "dir_moved"):
+            self._queue_dir(dest or path)
+
+    def _locate(self, path: str) -> tuple[_Bucket, str] | None:
+        """The bucket holding absolute `path` and the posix path relative to its root ("" for the root)."""
+        for bucket in self._by_depth:
+            if path.startswith(bucket.prefix):
+                return bucket, _posix(path[len(bucket.prefix) :])
+            if path == bucket.root:
+                return bucket, ""
+        return None
+
+    def _look_at(self, path: str, out: dict[Key, Sighting], *, ready: bool) -> None:
+        found = self._locate(path) if path else None
+        if found is None:  # moved out of every bucket
+            return
+        bucket, relpath = found
+        if not relpath:
+            self._queue_scan(bucket, bucket.root)
+            return
+        if self._exclusions.covers(path):
+            self.stats["ignored"] += 1
+            return
+        verdict = bucket.rules.verdict(relpath)
+        if verdict != "ok":
+            self.stats[verdict] += 1
+            return
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            self._settler.discard(path)
+            self.stats["vanished"] += 1
+            return
+        except OSError as exc:
+            self.stats["errors"] += 1
+            logger.warning("watcher: cannot stat {}: {}", path, exc)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._queue_scan(bucket, path)
+        else:
+            self._consider(bucket, path, relpath, st, out, ready=ready)
+
+    def _consider(
+        self,
+        bucket: _Bucket,
+        path: str,
+        relpath: str,
+        st: os.stat_result,
+        out: dict[Key, Sighting],
+        *,
+        ready: bool,
+    ) -> None:
+        # st_mtime_ns is wall-clock time, so its age is measured with time.time_ns(), not self._clock.
+        if ready or not stat.S_ISREG(st.st_mode) or time.time_ns() - st.st_mtime_ns >= self._settle_ns:
+            self._settler.discard(path)
+            self._emit(bucket, relpath, st, out)
+        elif (bucket.name, relpath, st.st_size, st.st_mtime_ns, st.st_ino) not in out:
+            # (A scan of a new directory often meets files this very poll emitted on their close events.)
+            self._settler.watch(path, bucket, (st.st_size, st.st_mtime_ns, st.st_ino), self._clock())
+
+    def _emit(self, bucket: _Bucket, relpath: str, st: os.stat_result, out: dict[Key, Sighting]) -> None:
+        key = (bucket.name, relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in out:
+            return
+        # root / relpath parses only the short part: twice as fast as Path(path), and a rescan emits a lot.
+        path = bucket.root_path / relpath
+        kind = kind_of(st.st_mode)
+        out[key] = Sighting(bucket.name, bucket.root_path, path, relpath, kind, *key[2:])
+
+    def _check_settling(self, out: dict[Key, Sighting]) -> None:
+        now = self._clock()
+        for entry in self._settler.pop_due(now):
+            path, bucket = entry.path, entry.tag
+            try:
+                st = os.lstat(path)
+            except OSError as exc:
+                self._settler.discard(path)
+                if isinstance(exc, FileNotFoundError | NotADirectoryError):
+                    self.stats["vanished"] += 1
+                else:
+                    self.stats["errors"] += 1
+                    logger.warning("watcher: cannot stat {}: {}", path, exc)
+                continue
+            sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+            if stat.S_ISDIR(st.st_mode):
+                self._settler.discard(path)
+                self._queue_scan(bucket, path)
+            elif sig == entry.sig or not stat.S_ISREG(st.st_mode):
+                self._settler.discard(path)
+                self._emit(bucket, _posix(path[len(bucket.prefix) :]), st, out)
+            else:
+                self._settler.rearm(entry, sig, now)
+
+    # -- scans -------------------------------------------------------------------------------------------
+
+    def _queue_all(self) -> None:
+        for bucket in self._buckets.values():
+            self._queue_scan(bucket, bucket.root)
+
+    def _queue_scan(self, bucket: _Bucket, directory: str) -> None:
+        dirs = self._scans.setdefault(bucket.name, set())
+        if bucket.root in dirs:
+            return  # a full scan is coming anyway
+        if directory == bucket.root:
+            dirs.clear()
+        dirs.add(directory)
+
+    def _queue_dir(self, path: str) -> None:
+        """A directory appeared (created or moved in): walk it, unless its name or place says not to."""
+        found = self._locate(path) if path else None
+        if found is None:
+            return
+        bucket, relpath = found
+        if relpath and (
+            any(bucket.rules.is_temp(part) for part in relpath.split("/")) or self._exclusions.covers(path)
+        ):
+            self.stats["ignored"] += 1
+            return
+        self._queue_scan(bucket, path if relpath else bucket.root)
+
+    def _run_scans(self, out: dict[Key, Sighting]) -> None:
+        scans, self._scans = self._scans, {}
+        for name, dirs in scans.items():
+            bucket = self._buckets[name]
+            for directory in sorted(dirs):
+                try:
+                    self._scan(bucket, directory, out)
+                except Exception:
+                    self.stats["errors"] += 1
+                    logger.exception("watcher: scan of {} failed", directory)
+
+    def _scan(self, bucket: _Bucket, top: str, out: dict[Key, Sighting]) -> None:
+        self.stats["scans"] += 1
+        full = top == bucket.root
+        if full:
+            try:
+                self._observation.ensure_watched(bucket.root)
+            except OSError as exc:
+                self.stats["errors"] += 1
+                logger.error("watcher: cannot watch bucket {!r} at {}: {}", bucket.name, bucket.root, exc)
+
+        def prune(path: str, name: str) -> bool:
+            if bucket.rules.is_temp(name) or self._exclusions.covers(path):
+                self.stats["ignored"] += 1
+                return True
+            return path in self._roots  # a nested bucket is scanned as itself
+
+        try:
+            for entry in walk(top, prune=prune, on_error=self._scan_error):
+                path = entry.path
+                relpath = _posix(path[len(bucket.prefix) :])
+                # Directories on the way down were checked by prune(); only the name is left.
+                verdict = bucket.rules.verdict(relpath, dirs_checked=True)
+                if verdict == "ok" and self._exclusions.covers(path):
+                    verdict = "ignored"
+                if verdict != "ok":
+                    self.stats[verdict] += 1
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # gone between readdir and stat
+                except OSError as exc:
+                    self._scan_error(path, exc)
+                    continue
+                self._consider(bucket, path, relpath, st, out, ready=False)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            if full:
+                self.stats["errors"] += 1
+                logger.error("watcher: bucket {!r} root {} is missing: {}", bucket.name, bucket.root, exc)
+            # else: a new subdirectory that is already gone again; nothing to report
+        except OSError as exc:
+            self._scan_error(top, exc)
+
+    def _scan_error(self, path: str, exc: OSError) -> None:
+        self.stats["errors"] += 1
+        logger.warning("watcher: cannot scan {}: {}", path, exc)
+
+
+def _posix(relpath: str) -> str:
+    # Linux spells paths with "/" already; keep the key portable all the same.
+    return relpath if os.sep == "/" else relpath.replace(os.sep, "/")

@@ -1,0 +1,504 @@
+"""The watcher against real watchdog observers on real directories.
+
+Every wait is a polled condition with a deadline; the only timed waits are the few places where the point
+is that something must *not* happen during a stretch of time (a slow writer must not be emitted mid-write).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from watchdog.observers import inotify_c
+
+from coordinator.config import DEFAULT_TEMP_IGNORES
+from coordinator.fsevents import OVERFLOW_LOGGER, OVERFLOW_MESSAGE
+from coordinator.watcher import Key, Sighting, Watcher
+
+# watchdog warns when a new directory's watch is registered twice (its own creation event and its parent's
+# recursive walk race); that is its bookkeeping, not ours.
+pytestmark = pytest.mark.filterwarnings("ignore:Callback with id:RuntimeWarning")
+
+OLD_NS = time.time_ns() - 3600 * 10**9  # an hour ago: "settled" by any settle window
+
+
+def poll_until(pred: Callable[[], object], timeout: float) -> bool:
+    """Call `pred` every 10 ms until it is truthy or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+class Recorder:
+    """A started watcher plus every sighting it has returned so far."""
+
+    def __init__(self, watcher: Watcher, wakes: list[int], clock: Callable[[], float]) -> None:
+        self.w = watcher
+        self.wakes = wakes
+        self.clock = clock
+        self.seen: list[Sighting] = []
+
+    def poll(self) -> list[Sighting]:
+        new = self.w.poll()
+        keys = [s.key for s in new]
+        assert len(keys) == len(set(keys)), "one poll() returned a key twice"
+        self.seen.extend(new)
+        return new
+
+    def until(self, pred: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+        def step() -> object:
+            self.poll()
+            return pred()
+
+        if not poll_until(step, timeout):
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what}; seen {sorted(self.relpaths)}"
+            )
+
+    def until_seen(self, *relpaths: str, timeout: float = 10.0) -> None:
+        self.until(lambda: set(relpaths) <= self.relpaths, f"sightings of {relpaths}", timeout)
+
+    def idle(self) -> None:
+        """Wait until nothing is settling and no event or scan is waiting (next_due() is in the future)."""
+
+        def quiet() -> bool:
+            due = self.w.next_due()
+            return self.w.settling == 0 and due is not None and due > self.clock()
+
+        self.until(quiet, "an idle watcher")
+
+    @property
+    def relpaths(self) -> set[str]:
+        return {s.relpath for s in self.seen}
+
+    def of(self, relpath: str) -> list[Sighting]:
+        return [s for s in self.seen if s.relpath == relpath]
+
+
+Make = Callable[..., Recorder]
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Iterator[Make]:
+    """Build and start watchers; each one is stopped when the test ends, whatever happens."""
+    started: list[Watcher] = []
+
+    def build(
+        buckets: list[tuple[str, Path, list[str], list[str]]] | None = None,
+        *,
+        start: bool = True,
+        **kw: Any,
+    ) -> Recorder:
+        wakes: list[int] = []
+        options: dict[str, Any] = {
+            "temp_ignore": list(DEFAULT_TEMP_IGNORES),
+            "exclude_dirs": [],
+            "settle_s": 0.2,
+            "rescan_interval_s": 3600.0,
+            "wake": lambda: wakes.append(1),
+        }
+        options.update(kw)
+        watcher = Watcher(buckets or [("in", tmp_path / "in", ["*"], [])], **options)
+        started.append(watcher)
+        if start:
+            watcher.start()
+        return Recorder(watcher, wakes, options.get("clock", time.monotonic))
+
+    yield build
+    for watcher in started:
+        watcher.stop()
+
+
+def write(path: Path, data: bytes = b"x", *, old: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if old:
+        os.utime(path, ns=(OLD_NS, OLD_NS))
+    return path
+
+
+@pytest.mark.timeout(60)
+def test_preexisting_files_are_found_at_start(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    write(bucket / "a.txt", b"hello", old=True)
+    write(bucket / "sub" / "b.txt", old=True)
+    write(bucket / "fresh.txt")
+    rec = make()
+    first = rec.poll()  # the initial scan runs in the first poll: settled files come out at once
+    assert {s.relpath for s in first} >= {"a.txt", "sub/b.txt"}
+    rec.until_seen("fresh.txt")
+    [a] = rec.of("a.txt")
+    st = (bucket / "a.txt").stat()
+    assert a.bucket == "in" and a.root == bucket and a.path == bucket / "a.txt" and a.kind == "file"
+    assert (a.size, a.mtime_ns, a.inode) == (5, st.st_mtime_ns, st.st_ino)
+    assert a.key == ("in", "a.txt", 5, st.st_mtime_ns, st.st_ino)
+
+
+@pytest.mark.timeout(60)
+def test_written_and_closed_file_is_emitted_once_without_waiting_to_settle(
+    tmp_path: Path, make: Make
+) -> None:
+    rec = make(settle_s=5.0)
+    rec.poll()
+    write(tmp_path / "in" / "a.csv", b"1,2\n")
+    rec.until_seen("a.csv", timeout=4.0)  # well inside settle_s: the close made it ready
+    write(tmp_path / "in" / "z.csv")
+    rec.until_seen("z.csv", timeout=4.0)
+    rec.idle()
+    [a] = rec.of("a.csv")
+    st = (tmp_path / "in" / "a.csv").stat()
+    assert a.key == ("in", "a.csv", 4, st.st_mtime_ns, st.st_ino)
+    assert rec.wakes, "the observer thread never woke the loop"
+
+
+@pytest.mark.timeout(60)
+def test_tmp_renamed_to_final_name_is_emitted_under_the_final_name(tmp_path: Path, make: Make) -> None:
+    rec = make(settle_s=5.0)
+    rec.poll()
+    tmp = write(tmp_path / "in" / "x.tmp", b"data")
+    tmp.rename(tmp_path / "in" / "x.csv")
+    rec.until_seen("x.csv", timeout=4.0)
+    assert not rec.of("x.tmp")
+    assert rec.w.stats["ignored"] >= 1
+    [x] = rec.of("x.csv")
+    assert x.size == 4
+
+
+@pytest.mark.timeout(60)
+def test_temp_and_hidden_names_are_ignored(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    write(bucket / ".git" / "config", old=True)  # present at start: the scan must not descend into .git
+    rec = make()
+    rec.poll()
+    temp = [
+        ".hidden",
+        "~lock.docx",
+        "a.part",
+        "b.crdownload",
+        "c.tmp",
+        ".git/HEAD",
+        "sub/.cache/c.txt",
+        ".d/x.txt",
+    ]
+    for name in temp:
+        write(bucket / name)
+    write(bucket / "ok.txt")
+    rec.until_seen("ok.txt")
+    rec.w.request_rescan()
+    rec.idle()
+    leaked = rec.relpaths & {*temp, ".git/config"}
+    assert not leaked
+    assert rec.relpaths == {"ok.txt"}
+    assert rec.w.stats["ignored"] >= len(temp)
+
+
+@pytest.mark.timeout(60)
+def test_pattern_and_ignore_globs_reject_and_count(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    rec = make([("in", bucket, ["*.csv", "reports/*.txt"], ["skip_*", "reports/private/*"])])
+    rec.poll()
+    for name in ["b.txt", "skip_me.csv", "reports/private/p.txt"]:
+        write(bucket / name)
+    for name in ["a.csv", "reports/r.txt", "reports/2024/deep.txt"]:
+        write(bucket / name)
+    rec.until_seen("a.csv", "reports/r.txt", "reports/2024/deep.txt")
+    rec.idle()
+    assert rec.relpaths == {"a.csv", "reports/r.txt", "reports/2024/deep.txt"}
+    assert rec.w.stats["rejected"] >= 3
+
+
+@pytest.mark.timeout(60)
+def test_files_in_a_brand_new_subdirectory_are_all_emitted(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    rec = make()
+    rec.poll()
+    deep = bucket / "new" / "a" / "b"
+    deep.mkdir(parents=True)
+    expected = set()
+    for i in range(100):
+        where = deep if i % 2 else bucket / "new"
+        write(where / f"f{i:03}.txt", b"%d" % i)
+        expected.add((where / f"f{i:03}.txt").relative_to(bucket).as_posix())
+    rec.until(lambda: expected <= rec.relpaths, "every file of the new tree")
+    rec.idle()
+    by_path: dict[str, set[Key]] = defaultdict(set)
+    for s in rec.seen:
+        by_path[s.relpath].add(s.key)
+    assert all(len(keys) == 1 for keys in by_path.values())
+
+
+@pytest.mark.timeout(60)
+def test_directory_moved_into_a_bucket_is_scanned(tmp_path: Path, make: Make) -> None:
+    outside = tmp_path / "elsewhere" / "batch"
+    for i in range(20):
+        write(outside / f"{i}.txt", old=True)
+    rec = make()
+    rec.poll()
+    outside.rename(tmp_path / "in" / "batch")
+    rec.until(lambda: {f"batch/{i}.txt" for i in range(20)} <= rec.relpaths, "the moved-in directory's files")
+
+
+@pytest.mark.timeout(60)
+def test_settled_file_moved_in_from_outside_is_emitted_at_once(tmp_path: Path, make: Make) -> None:
+    # A rename from outside the watched tree reaches us as "created"; its old mtime says nobody is writing.
+    src = write(tmp_path / "elsewhere" / "report.pdf", b"%PDF", old=True)
+    rec = make(settle_s=5.0)
+    rec.poll()
+    src.rename(tmp_path / "in" / "report.pdf")
+    rec.until_seen("report.pdf", timeout=4.0)
+
+
+@pytest.mark.timeout(60)
+def test_symlinks_and_fifos_are_emitted_with_their_kinds_never_followed(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    target = write(tmp_path / "outside" / "secret.txt", old=True)
+    write(bucket / "sub" / "real.txt", old=True)
+    bucket.mkdir(exist_ok=True)
+    os.mkfifo(bucket / "old_pipe")
+    (bucket / "dirlink").symlink_to(bucket / "sub")
+    (bucket / "outlink").symlink_to(tmp_path / "outside")
+    rec = make()
+    rec.poll()
+    (bucket / "link.csv").symlink_to(target)
+    os.mkfifo(bucket / "pipe")
+    rec.until_seen("link.csv", "pipe", "old_pipe", "dirlink", "outlink", "sub/real.txt")
+    rec.idle()
+    kinds = {s.relpath: s.kind for s in rec.seen}
+    assert kinds == {
+        "link.csv": "symlink",
+        "pipe": "fifo",
+        "old_pipe": "fifo",
+        "dirlink": "symlink",
+        "outlink": "symlink",
+        "sub/real.txt": "file",
+    }
+
+
+@pytest.mark.timeout(60)
+def test_excluded_directories_inside_a_bucket_are_not_emitted(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    write(bucket / "notes" / "pre.md", old=True)
+    write(bucket / "state" / "queue.db", old=True)
+    bucket_alias = tmp_path / "alias"
+    bucket_alias.symlink_to(bucket)  # the state dir is named through a symlink: events still use "in/"
+    rec = make(exclude_dirs=[bucket / "notes", bucket_alias / "state"])
+    rec.poll()
+    write(bucket / "notes" / "new.md")
+    write(bucket / "notes" / "sub" / "deep.md")
+    write(bucket / "state" / "queue.db-wal")
+    write(bucket / "ok.txt")
+    rec.until_seen("ok.txt")
+    rec.w.request_rescan()
+    rec.idle()
+    assert rec.relpaths == {"ok.txt"}
+    assert rec.w.stats["ignored"] >= 3
+
+
+@pytest.mark.timeout(60)
+def test_rescan_of_unchanged_files_brings_no_new_keys(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    for i in range(50):
+        write(bucket / f"d{i % 5}" / f"{i}.txt", b"%d" % i, old=i % 2 == 0)
+    rec = make()
+    rec.until(lambda: len(rec.relpaths) == 50, "the initial 50 files")
+    rec.idle()
+    before = {s.key for s in rec.seen}
+    count = len(rec.seen)
+    rec.w.request_rescan()
+    scans = rec.w.stats["scans"]
+    rec.until(lambda: len(rec.seen) >= count + 50, "the rescan's sightings")
+    rec.idle()
+    assert rec.w.stats["scans"] > scans
+    assert {s.key for s in rec.seen[count:]} == before
+
+
+@pytest.fixture
+def shm_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on tmpfs if /dev/shm exists (where bursts overflow the kernel queue most easily)."""
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    path = Path(tempfile.mkdtemp(prefix="obw-", dir=base))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_3000_files_is_emitted_once_each(shm_dir: Path, make: Make) -> None:
+    bucket = shm_dir / "in"
+    rec = make([("in", bucket, ["*"], [])])
+    rec.poll()
+    sizes = {}
+    for i in range(3000):
+        name = f"b{i // 500}/f{i:05}.dat"
+        data = b"y" * (i % 97 + 1)
+        write(bucket / name, data)
+        sizes[name] = len(data)
+    rec.until(lambda: rec.relpaths >= set(sizes), "all 3000 files", timeout=45.0)
+    rec.idle()
+    assert rec.relpaths == set(sizes)
+    keys_by_path: dict[str, set[Key]] = defaultdict(set)
+    for s in rec.seen:
+        keys_by_path[s.relpath].add(s.key)
+    assert all(len(keys) == 1 for keys in keys_by_path.values()), "a file was seen in two versions"
+    assert all(next(iter(keys_by_path[p]))[2] == size for p, size in sizes.items())
+
+
+@pytest.mark.timeout(60)
+def test_slow_writer_is_not_emitted_before_it_closes(tmp_path: Path, make: Make) -> None:
+    path = tmp_path / "in" / "slow.bin"
+    rec = make(settle_s=1.0)
+    rec.poll()
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for part in range(3):
+            os.write(fd, b"z" * 1000)
+            # Writes 0.45 s apart, over 1.35 s: longer than one settle window, but never still for one.
+            pause_until = time.monotonic() + 0.45
+            while time.monotonic() < pause_until:
+                rec.poll()
+                assert not rec.of("slow.bin"), f"emitted mid-write, after part {part + 1}"
+                time.sleep(0.01)
+    finally:
+        os.close(fd)
+    rec.until_seen("slow.bin", timeout=5.0)
+    rec.idle()
+    [s] = rec.of("slow.bin")
+    assert s.size == 3000
+
+
+@pytest.mark.timeout(60)
+def test_file_left_open_is_emitted_once_it_settles(tmp_path: Path, make: Make) -> None:
+    rec = make(settle_s=0.3)
+    rec.poll()
+    fd = os.open(tmp_path / "in" / "open.log", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"abc")
+        written = time.monotonic()
+        rec.until_seen("open.log", timeout=5.0)
+        assert time.monotonic() - written >= 0.25
+        [s] = rec.of("open.log")
+        assert s.size == 3
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_overflow_log_line_triggers_a_full_rescan(tmp_path: Path, make: Make) -> None:
+    # The message we listen for is the one the installed watchdog really logs.
+    assert OVERFLOW_MESSAGE in inspect.getsource(inotify_c)
+    assert inotify_c.logger.name == OVERFLOW_LOGGER
+    write(tmp_path / "in" / "a.txt", old=True)
+    rec = make()
+    rec.until_seen("a.txt")
+    rec.idle()
+    wakes, scans, count = len(rec.wakes), rec.w.stats["scans"], len(rec.seen)
+    logging.getLogger(OVERFLOW_LOGGER).warning("Inotify queue overflowed; filesystem events were lost")
+    assert len(rec.wakes) > wakes
+    due = rec.w.next_due()
+    assert due is not None and due <= time.monotonic()
+    rec.until(lambda: len(rec.seen) > count, "the rescan's sighting")
+    assert rec.w.stats["rescans_overflow"] == 1
+    assert rec.w.stats["scans"] > scans
+
+
+@pytest.mark.timeout(60)
+def test_rescan_of_10000_files_is_fast(shm_dir: Path, make: Make) -> None:
+    bucket = shm_dir / "in"
+    for d in range(20):
+        (bucket / f"d{d}").mkdir(parents=True)
+    for i in range(10_000):
+        p = bucket / f"d{i % 20}" / f"{i}.txt"
+        p.write_bytes(b"q")
+        os.utime(p, ns=(OLD_NS, OLD_NS))
+    rec = make([("in", bucket, ["*"], [])])
+    rec.until(lambda: len(rec.relpaths) == 10_000, "the initial 10,000 files", timeout=30.0)
+    rec.idle()
+    best = float("inf")
+    for _ in range(3):
+        rec.w.request_rescan()
+        # CPU time of this thread, best of three: the cost of our code, not of a busy machine's scheduler.
+        t0 = time.thread_time()
+        found = rec.poll()
+        best = min(best, time.thread_time() - t0)
+        assert len(found) == 10_000
+    assert best < 0.5, f"a rescan of 10,000 files took {best:.3f}s of CPU"
+
+
+@pytest.mark.timeout(60)
+def test_bucket_root_removed_then_recreated(tmp_path: Path, make: Make) -> None:
+    bucket = tmp_path / "in"
+    rec = make(settle_s=5.0)
+    rec.poll()
+    shutil.rmtree(bucket)
+    # Wait for watchdog to notice (its emitter stops on IN_DELETE_SELF) so the re-watch has something to do.
+    observer = rec.w._observation._observer
+    assert observer is not None
+    assert poll_until(lambda: not any(e.is_alive() for e in list(observer.emitters)), 10)
+    rec.w.request_rescan()
+    rec.poll()  # must not raise
+    assert rec.w.stats["errors"] >= 1
+    bucket.mkdir()
+    rec.w.request_rescan()
+    rec.poll()  # the full scan re-watches the root
+    write(bucket / "back.txt")
+    rec.until_seen("back.txt", timeout=4.0)  # inside settle_s: a closed event, so the watch is live
+
+
+@pytest.mark.timeout(60)
+def test_polling_observer_sees_new_files(tmp_path: Path, make: Make) -> None:
+    rec = make(polling=True)
+    rec.poll()
+    write(tmp_path / "in" / "nfs.txt", b"remote")
+    rec.until_seen("nfs.txt", timeout=15.0)
+    [s] = rec.of("nfs.txt")
+    assert s.size == 6
+
+
+@pytest.mark.timeout(60)
+def test_nested_buckets_each_own_their_files(tmp_path: Path, make: Make) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    write(inner / "pre.txt", old=True)
+    rec = make([("outer", outer, ["*"], []), ("inner", inner, ["*"], [])])
+    rec.poll()
+    write(outer / "o.txt")
+    write(inner / "i.txt")
+    rec.until_seen("o.txt", "i.txt", "pre.txt")
+    rec.w.request_rescan()
+    rec.idle()
+    assert {(s.bucket, s.relpath) for s in rec.seen} == {
+        ("outer", "o.txt"),
+        ("inner", "i.txt"),
+        ("inner", "pre.txt"),
+    }
+
+
+@pytest.mark.timeout(60)
+def test_next_due_follows_the_clock(tmp_path: Path, make: Make) -> None:
+    now = [1000.0]
+    # settle_s is also the wall-clock age that makes a scanned file settled: 5 s keeps fresh.txt fresh.
+    rec = make(settle_s=5.0, rescan_interval_s=30.0, clock=lambda: now[0], start=False)
+    assert rec.w.next_due() is None and rec.w.poll() == []
+    write(tmp_path / "in" / "fresh.txt")
+    rec.w.start()
+    assert rec.w.next_due() == 1000.0  # the initial scan is due now
+    rec.poll()
+    assert rec.w.settling == 1
+    assert rec.w.next_due() == 1005.0
+    now[0] = 1005.1
+    rec.until_seen("fresh.txt")
+    rec.idle()
+    assert rec.w.next_due() == 1030.0
+    rec.w.request_rescan()
+    assert rec.w.next_due() == now[0]
