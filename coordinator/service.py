@@ -225,7 +225,7 @@ class Service:
         as a FileAccess error at once and never opened."""
         output = self._outputs[s.bucket] / f"{s.relpath}.obs.md"
         job = self.jobs.add(
-            (s.bucket, s.relpath, s.size, s.mtime_ns, s.inode),
+            s.key,
             path=s.path,
             relpath=s.relpath,
             output_path=output,

@@ -50,6 +50,8 @@ STAT_KEYS = ("events", "scans", "rescans_overflow", "ignored", "rejected", "sigh
 
 Key = tuple[str, str, int, int, int]
 
+_COUNTED_MAX = 100_000
+
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
@@ -124,6 +126,7 @@ class Watcher:
         self._next_rescan = 0.0
         self._rescan_requested = False
         self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._counted: dict[str, str] = {}  # path -> the verdict it was counted under
 
     def start(self) -> None:
         """Create missing bucket roots, start the observer, then queue a full scan of every bucket."""
@@ -228,11 +231,11 @@ class Watcher:
             self._queue_scan(bucket, bucket.root)
             return
         if self._exclusions.covers(path):
-            self.stats["ignored"] += 1
+            self._count_once("ignored", path)
             return
         verdict = bucket.rules.verdict(relpath)
         if verdict != "ok":
-            self.stats[verdict] += 1
+            self._count_once(verdict, path)
             return
         try:
             st = os.lstat(path)
@@ -314,6 +317,16 @@ class Watcher:
             dirs.clear()
         dirs.add(directory)
 
+    def _count_once(self, verdict: str, path: str) -> None:
+        """Count an ignored or rejected path once, not again on every rescan. The memory is bounded: past
+        `_COUNTED_MAX` paths it starts afresh (a path may then be counted twice, never lost)."""
+        if self._counted.get(path) == verdict:
+            return
+        if len(self._counted) >= _COUNTED_MAX:
+            self._counted.clear()
+        self._counted[path] = verdict
+        self.stats[verdict] += 1
+
     def _queue_dir(self, path: str) -> None:
         """A directory appeared (created or moved in): walk it, unless its name or place says not to."""
         found = self._locate(path) if path else None
@@ -323,7 +336,7 @@ class Watcher:
         if relpath and (
             any(bucket.rules.is_temp(part) for part in relpath.split("/")) or self._exclusions.covers(path)
         ):
-            self.stats["ignored"] += 1
+            self._count_once("ignored", path)
             return
         self._queue_scan(bucket, path if relpath else bucket.root)
 
@@ -350,7 +363,7 @@ class Watcher:
 
         def prune(path: str, name: str) -> bool:
             if bucket.rules.is_temp(name) or self._exclusions.covers(path):
-                self.stats["ignored"] += 1
+                self._count_once("ignored", path)
                 return True
             return path in self._roots  # a nested bucket is scanned as itself
 
@@ -363,7 +376,7 @@ class Watcher:
                 if verdict == "ok" and self._exclusions.covers(path):
                     verdict = "ignored"
                 if verdict != "ok":
-                    self.stats[verdict] += 1
+                    self._count_once(verdict, path)
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)

@@ -502,3 +502,29 @@ def test_next_due_follows_the_clock(tmp_path: Path, make: Make) -> None:
     assert rec.w.next_due() == 1030.0
     rec.w.request_rescan()
     assert rec.w.next_due() == now[0]
+
+
+@pytest.mark.timeout(60)
+def test_rejected_and_ignored_files_are_counted_once_across_rescans(tmp_path: Path) -> None:
+    bucket = tmp_path / "b"
+    bucket.mkdir()
+    (bucket / "keep.txt").write_text("x")
+    (bucket / "skip.csv").write_text("x")
+    (bucket / "half.part").write_text("x")
+    w = Watcher(
+        [("b", bucket, ["*.txt"], [])],
+        temp_ignore=["*.part"],
+        exclude_dirs=[],
+        settle_s=0.0,
+        rescan_interval_s=3600,
+        wake=lambda: None,
+    )
+    w.start()
+    try:
+        assert poll_until(lambda: any(s.relpath == "keep.txt" for s in w.poll()), 10)
+        for _ in range(3):
+            w.request_rescan()
+            w.poll()
+        assert w.stats["rejected"] == 1 and w.stats["ignored"] == 1
+    finally:
+        w.stop()
