@@ -34,6 +34,8 @@ def test_four_workers_start_ready_and_stop_cleanly(scratch: Path) -> None:
         assert sorted(r["slot"] for r in rows) == [0, 1, 2, 3]
         assert len({r["pid"] for r in rows}) == 4
         pids = [r["pid"] for r in rows]
+        assert (svc.state / "run").stat().st_mode & 0o777 == 0o700
+        assert (svc.state / "run" / "workers.sock").exists()
         assert svc.stop() == 0
     for pid in pids:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

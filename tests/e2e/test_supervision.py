@@ -129,6 +129,12 @@ def test_garbage_on_both_sockets_leaves_the_coordinator_healthy(scratch: Path) -
                     dealer.send(frame)
                 dealer.send_multipart([b"a", b"b", b"c"])
                 dealer.close()
+            # Oversized: libzmq (MAXMSGSIZE) drops the connection that sends it.
+            big = ctx.socket(zmq.DEALER)
+            big.setsockopt(zmq.LINGER, 2000)
+            big.connect(workers_sock)
+            big.send(b"\x00" * (5 * 1024 * 1024))
+            big.close()
             # A peer speaking another protocol version on a live slot's identity is answered clearly.
             raw = ctx.socket(zmq.DEALER)
             raw.setsockopt(zmq.LINGER, 2000)
