@@ -69,6 +69,12 @@ class JobsConfig(_Section):
     deadline_grace_s: float = Field(default=5.0, ge=0, le=3600)
     max_input_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     preview_lines: int = Field(default=20, ge=0, le=1000)
+    retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=3600)
+    retry_backoff_max_s: float = Field(default=30.0, ge=0, le=86400)
+    after_success: Literal["keep", "move", "delete"] = "keep"
+    processed_dir: Path | None = None  # default <state_dir>/processed
+    quarantine_move: bool = False
+    quarantine_dir: Path | None = None  # default <state_dir>/quarantine
 
 
 class BucketConfig(_Section):
@@ -123,6 +129,14 @@ class Config(_Section):
             if problem:
                 raise ValueError(f"buckets[{i}].path: {problem}")
         return self
+
+    def processed_dir(self) -> Path:
+        """Where `after_success = "move"` puts inputs."""
+        return (self.jobs.processed_dir or self.service.state_dir / "processed").expanduser().absolute()
+
+    def quarantine_dir(self) -> Path:
+        """Where `quarantine_move = true` puts quarantined inputs."""
+        return (self.jobs.quarantine_dir or self.service.state_dir / "quarantine").expanduser().absolute()
 
     def bucket_output(self, bucket: BucketConfig) -> Path:
         """Where a bucket's notes go: its own `output`, else the service output (plus the bucket's name when

@@ -1,22 +1,26 @@
 """SUCCESS and ERROR record files: one JSON file per terminal job, written atomically, never overwritten.
 
-Names are `SUCCESS-<YYYY-MM-DD-HHMMSS>-<seq>.json` / `ERROR-...json`. The record is written to a hidden temp
-file and hard-linked into place, so a reader never sees half a record and an existing one is never replaced
-(the link fails with EEXIST and the next sequence number is tried).
+Names are `SUCCESS-<YYYY-MM-DD-HHMMSS>-<job id>.json` / `ERROR-...json`: the sequence number is the job's
+id, so a record file names its job, and start-up recovery can match a record written just before a crash
+to the job whose terminal state was not committed yet (`coordinator.recovery`). The record goes to a hidden
+temp file and is hard-linked into place: a reader never sees half a record, and an existing record is never
+replaced (a second record of the same job in the same second, after an operator's retry, gets `-2`).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import re
 import time
 import traceback
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from coordinator.jobs import Job
+from coordinator.states import JobState
 
 #: Severity of each error category (the seed design's table, plus what the supervisor sees).
 SEVERITY = {
@@ -34,6 +38,43 @@ SEVERITY = {
     "Protocol": "medium",
 }
 
+NAME_RE = re.compile(r"^(SUCCESS|ERROR)-(\d{4}-\d{2}-\d{2}-\d{6})-(\d+)(?:-\d+)?\.json$")
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRecord:
+    """A record file on disk, and what the SQLite index keeps of it."""
+
+    name: str
+    kind: str  # SUCCESS | ERROR
+    timestamp: float
+    category: str | None = None
+    severity: str | None = None
+    message: str | None = None
+
+    def index_row(self, job: Job, state: JobState) -> tuple[Any, ...]:
+        """The row for the `records` table."""
+        return (
+            self.name, job.id, self.kind, state.value, self.category, self.severity,
+            job.bucket, job.relpath, self.timestamp, self.message,
+        )  # fmt: skip
+
+    @classmethod
+    def from_file(cls, path: Path) -> tuple[WrittenRecord, JobState]:
+        """Read a record back (recovery): the record, and the job state it recorded."""
+        data = json.loads(path.read_text())
+        kind = "SUCCESS" if path.name.startswith("SUCCESS") else "ERROR"
+        state = JobState(data.get("state", "done" if kind == "SUCCESS" else "failed"))
+        ts = datetime.fromisoformat(data["timestamp"].replace("Z", "+00:00")).timestamp()
+        message = (data.get("error") or {}).get("message")
+        return cls(path.name, kind, ts, data.get("category"), data.get("severity"), message), state
+
+
+def job_id_of(name: str) -> int | None:
+    """The job id a record file name carries, or None for a name that is not a record."""
+    m = NAME_RE.match(name)
+    return int(m.group(3)) if m else None
+
 
 class RecordWriter:
     """Writes terminal records into one directory."""
@@ -41,18 +82,19 @@ class RecordWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._seq = itertools.count(1)
         self.written = 0
 
-    def _write(self, prefix: str, payload: dict[str, Any]) -> str:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M%S")
+    def _write(self, prefix: str, job: Job, payload: dict[str, Any]) -> tuple[str, float]:
+        now = time.time()
+        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d-%H%M%S")
+        payload["timestamp"] = _iso(now)
         data = json.dumps(payload, indent=2, default=str).encode()
         tmp = self.directory / f".{prefix}-{os.getpid()}-{time.monotonic_ns()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(data)
         try:
-            while True:
-                name = f"{prefix}-{stamp}-{next(self._seq):06d}.json"
+            for n in range(1, 1000):
+                name = f"{prefix}-{stamp}-{job.id:06d}{'' if n == 1 else f'-{n}'}.json"
                 try:
                     os.link(tmp, self.directory / name)
                     break
@@ -61,17 +103,19 @@ class RecordWriter:
         finally:
             tmp.unlink(missing_ok=True)
         self.written += 1
-        return name
+        return name, now
 
-    def success(self, job: Job, *, result: dict[str, Any], duration_s: float) -> str:
+    def success(self, job: Job, *, result: dict[str, Any], duration_s: float) -> WrittenRecord:
         """Record a job that produced its note."""
         facts = result["facts"]
-        return self._write(
+        name, ts = self._write(
             "SUCCESS",
+            job,
             {
-                "recordId": job.id,
+                "recordId": f"{job.id}",
                 "jobId": job.id,
-                "timestamp": _now(),
+                "state": JobState.DONE.value,
+                "timestamp": None,
                 "filePath": str(job.path),
                 "watchDir": job.bucket,
                 "relativePath": job.relpath,
@@ -80,6 +124,7 @@ class RecordWriter:
                     "fileType": facts["file_type"],
                     "mime": facts["mime"],
                     "isText": facts["is_text"],
+                    "version": _version(job),
                 },
                 "processing": {
                     "duration": round(duration_s, 6),
@@ -96,11 +141,13 @@ class RecordWriter:
                 },
             },
         )
+        return WrittenRecord(name, "SUCCESS", ts)
 
     def error(
         self,
         job: Job,
         *,
+        state: JobState,
         category: str,
         message: str,
         name: str = "Error",
@@ -109,15 +156,18 @@ class RecordWriter:
         component: str = "worker",
         operation: str = "process_file",
         recovery: dict[str, Any] | None = None,
-    ) -> str:
-        """Record a job that ended without a note."""
-        return self._write(
+    ) -> WrittenRecord:
+        """Record a job that ended without a note (`state` is failed or quarantined)."""
+        severity = SEVERITY.get(category, "medium")
+        record_name, ts = self._write(
             "ERROR",
+            job,
             {
-                "errorId": job.id,
+                "errorId": f"{job.id}",
                 "jobId": job.id,
-                "timestamp": _now(),
-                "severity": SEVERITY.get(category, "medium"),
+                "state": state.value,
+                "timestamp": None,
+                "severity": severity,
                 "category": category,
                 "component": component,
                 "filePath": str(job.path),
@@ -125,15 +175,26 @@ class RecordWriter:
                 "relativePath": job.relpath,
                 "operation": operation,
                 "error": {"name": name, "message": message, "code": code, "stack": stack},
-                "context": {"kind": job.kind, "worker": job.worker, "lastError": job.last_error},
+                "context": {
+                    "kind": job.kind,
+                    "worker": job.worker,
+                    "lastError": job.last_error,
+                    "version": _version(job),
+                },
                 "recovery": recovery or {"attempted": False, "fallback": None, "successful": False},
                 "attempts": job.attempts,
             },
         )
+        return WrittenRecord(record_name, "ERROR", ts, category, severity, message[:500])
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def _version(job: Job) -> dict[str, Any]:
+    _, _, size, mtime_ns, inode = job.key
+    return {"size": size, "mtimeNs": mtime_ns, "inode": inode}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def format_exception(exc: BaseException) -> str:

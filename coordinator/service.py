@@ -23,12 +23,15 @@ from loguru import logger
 
 from coordinator.config import BucketConfig, Config
 from coordinator.control import ControlServer
-from coordinator.jobs import JobQueue
+from coordinator.health import Health
+from coordinator.jobs import Job
 from coordinator.lock import StateLock
+from coordinator.outcomes import Outcomes
 from coordinator.paths import check_socket_paths, socket_paths
+from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
+from coordinator.recovery import RecoveryReport, recover
 from coordinator.spawn import make_spawner
-from coordinator.states import JobState
 from coordinator.supervisor import Supervisor
 from coordinator.watcher import Sighting, Watcher
 from protocol.codec import encode
@@ -51,8 +54,12 @@ class Service:
         self.run_dir = self.state_dir / "run"
         self.buckets: list[BucketConfig] = config.buckets
         self.started_at = clock()
-        self.jobs = JobQueue()
+        self.health = Health()
+        self.jobs: JobQueue
         self.records: RecordWriter
+        self.outcomes: Outcomes
+        self.recovery = RecoveryReport()
+        self._not_files: list[Job] = []
         self.supervisor: Supervisor
         self.watcher: Watcher
         self._signal: int | None = None
@@ -119,12 +126,15 @@ class Service:
         router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         control_sock = self._bind(ctx, zmq.ROUTER, control_path)
         try:
-            self.records = RecordWriter(self.state_dir / "records")
             cfg = self.config
+            self.jobs = JobQueue(self.state_dir / "queue.db")
+            self.records = RecordWriter(self.state_dir / "records")
+            self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
+            self.recovery = recover(self.jobs, self.records, quarantine_after=cfg.supervisor.quarantine_after)
             self.supervisor = Supervisor(
                 cfg,
                 self.jobs,
-                self.records,
+                self.outcomes,
                 send=self._send(router),
                 spawn=make_spawner(
                     f"ipc://{workers_path}", log_level=cfg.service.log_level, log_json=cfg.service.log_json
@@ -136,7 +146,12 @@ class Service:
                     for b in self.buckets
                 ],
                 temp_ignore=list(cfg.watcher.temp_ignore),
-                exclude_dirs=[self.state_dir, *(cfg.bucket_output(b) for b in self.buckets)],
+                exclude_dirs=[
+                    self.state_dir,
+                    cfg.processed_dir(),
+                    cfg.quarantine_dir(),
+                    *(cfg.bucket_output(b) for b in self.buckets),
+                ],
                 settle_s=cfg.watcher.settle_s,
                 rescan_interval_s=cfg.watcher.rescan_interval_s,
                 wake=self._wake,
@@ -155,10 +170,13 @@ class Service:
             self.supervisor.start_all(self.clock())
             self.watcher.start()
             self._loop(router, control, wake_r)
+            self.jobs.flush()
             logger.info("coordinator {} stopped; jobs {}", self.pid, self.jobs.counts())
             return 0
         finally:
             self._kill_leftovers()
+            if hasattr(self, "jobs"):
+                self.jobs.close()
             router.close(linger=0)
             control_sock.close(linger=0)
             ctx.term()
@@ -200,8 +218,12 @@ class Service:
             if not stop.active:
                 for sighting in self.watcher.poll():
                     self._admit(sighting)
+            # Commit before anything leaves: a job a worker holds, or a record names, has a committed row.
+            self.jobs.flush()
+            self._record_not_files()
             sup.tick(now)
             sup.dispatch(now)
+            self.jobs.flush()
             if self._signal is not None:
                 stop.request(now, signal.Signals(self._signal).name, urgent=self._signals_seen > 1)
                 self._signal = None
@@ -222,7 +244,7 @@ class Service:
 
     def _admit(self, s: Sighting) -> None:
         """A settled sighting becomes a job, unless this version is known; a non-regular entry is recorded
-        as a FileAccess error at once and never opened."""
+        as a FileAccess error (after its row is committed) and never opened."""
         output = self._outputs[s.bucket] / f"{s.relpath}.obs.md"
         job = self.jobs.add(
             s.key,
@@ -231,14 +253,13 @@ class Service:
             output_path=output,
             kind=s.kind,
         )
-        if job is None or s.kind == "file":
-            return
-        message = f"{s.relpath} is a {s.kind}, not a regular file; it was not opened"
-        name = self.records.error(
-            job, category="FileAccess", message=message, code=s.kind, component="watcher", operation="admit"
-        )
-        self.jobs.finish(job, JobState.FAILED, record=name, error=f"FileAccess: {message}")
-        logger.warning("{}", message)
+        if job is not None and s.kind != "file":
+            self._not_files.append(job)
+
+    def _record_not_files(self) -> None:
+        jobs, self._not_files = self._not_files, []
+        for job in jobs:
+            self.outcomes.not_a_file(job)
 
     def _kill_leftovers(self) -> None:
         """Last resort on any exit path: no worker outlives the coordinator."""

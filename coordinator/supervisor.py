@@ -23,11 +23,12 @@ from loguru import logger
 
 from coordinator.backoff import RestartPolicy
 from coordinator.config import Config
-from coordinator.jobs import Job, JobQueue
-from coordinator.records import RecordWriter
+from coordinator.jobs import Job
+from coordinator.outcomes import Outcomes
+from coordinator.queue import JobQueue
 from coordinator.slots import Kill, Slot
 from coordinator.spawn import Spawner, describe_exit, signal_group
-from coordinator.states import RUNNING_STATES, JobState, SlotState
+from coordinator.states import RUNNING_STATES, SlotState
 from protocol.codec import DecodeError, VersionMismatch, decode
 from protocol.messages import (
     Body,
@@ -59,7 +60,7 @@ class Supervisor:
         self,
         config: Config,
         jobs: JobQueue,
-        records: RecordWriter,
+        outcomes: Outcomes,
         *,
         send: Send,
         spawn: Spawner,
@@ -68,7 +69,7 @@ class Supervisor:
         self.config = config
         self.sup = config.supervisor
         self.jobs = jobs
-        self.records = records
+        self.outcomes = outcomes
         self.send = send
         self.spawn = spawn
         self.kill_group = kill_group
@@ -200,10 +201,9 @@ class Supervisor:
         job = self._held(slot, body.job_id)
         if job is None:
             return
-        name = self.records.success(job, result=body.model_dump(), duration_s=body.duration_s)
-        self.jobs.finish(job, JobState.DONE, record=name)
-        slot.jobs_done += 1
         self._free(slot)
+        slot.jobs_done += 1
+        self.outcomes.success(job, body)
 
     def _on_error(self, slot: Slot, body: Error, now: float) -> None:
         if body.job_id is None:
@@ -213,24 +213,13 @@ class Supervisor:
         if job is None:
             return
         slot.jobs_failed += 1
-        if body.retryable and job.attempts < self.sup.quarantine_after + 1:
-            self.jobs.requeue(job, f"{body.category}: {body.message}", front=False)
-        else:
-            name = self.records.error(
-                job,
-                category=body.category,
-                message=body.message,
-                name=body.name,
-                code=body.code,
-                stack=body.stack,
-            )
-            self.jobs.finish(job, JobState.FAILED, record=name, error=f"{body.category}: {body.message}")
         self._free(slot)
+        self.outcomes.worker_error(job, body)
         if body.category in _WORKER_EXITS_AFTER:
             slot.state = SlotState.STOPPING  # it exits after abandoning a job; give it nothing new
 
     def _held(self, slot: Slot, job_id: str) -> Job | None:
-        if slot.job is None or slot.job.id != job_id:
+        if slot.job is None or slot.job.wire_id != job_id:
             self.stats["stale_frames"] += 1
             logger.warning("slot {}: answer for job {} it does not hold; dropped", slot.index, job_id)
             return None
@@ -321,38 +310,18 @@ class Supervisor:
         slot.detach()
         job = slot.job
         if job is not None and self.stopping:
-            slot.job = None  # stopped by us mid-job: not the file's fault, so no death is charged to it
-            self.jobs.requeue(job, "coordinator stopped before the job finished")
+            slot.job = None
+            self.outcomes.interrupted(job)
         elif job is not None:
             slot.job = None
             slot.jobs_failed += 1
             category = cause.category if cause else "WorkerCrash"
             reason = f"{cause.reason}; worker {text}" if cause else f"worker {text}"
-            self._charge_death(job, category, reason, code)
+            self.outcomes.worker_died(job, category, reason, code)
         if self.stopping:
             slot.state = SlotState.STOPPED
             return
         self._after_death(slot, now, uptime)
-
-    def _charge_death(self, job: Job, category: str, reason: str, code: str) -> None:
-        """A worker died holding `job`: retry it, or quarantine it once it has killed enough workers."""
-        job.kills += 1
-        if job.kills < self.sup.quarantine_after:
-            logger.warning("job {} ({}) requeued: {}", job.id, job.relpath, reason)
-            self.jobs.requeue(job, f"{category}: {reason}")
-            return
-        message = f"quarantined after {job.kills} worker deaths; last: {reason}"
-        logger.error("job {} ({}) {}", job.id, job.relpath, message)
-        name = self.records.error(
-            job,
-            category=category,
-            name="Quarantined",
-            message=message,
-            code=code,
-            component="supervisor",
-            recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
-        )
-        self.jobs.finish(job, JobState.QUARANTINED, record=name, error=f"{category}: {reason}")
 
     def _after_death(self, slot: Slot, now: float, uptime: float) -> None:
         delay = slot.policy.record_death(now, uptime)
@@ -382,23 +351,23 @@ class Supervisor:
             job = self.jobs.pop_queued()
             if job is None:
                 break
-            self.jobs.mark_running(job, slot.name)
+            deadline = self.config.jobs.deadline_s
+            self.jobs.mark_running(job, slot.name, lease_s=deadline + self.config.jobs.deadline_grace_s)
             msg = Execute(
-                job_id=job.id,
+                job_id=job.wire_id,
                 path=str(job.path),
                 bucket=job.bucket,
                 relpath=job.relpath,
                 output_path=str(job.output_path),
-                deadline_s=self.config.jobs.deadline_s,
+                deadline_s=deadline,
                 attempt=job.attempts,
             )
             if not self.send(slot.identity, msg):
-                job.attempts -= 1  # never reached a worker: not an attempt
-                self.jobs.requeue(job, "worker unreachable")
+                self.jobs.undo_running(job, "worker unreachable")
                 self.kill(slot, now, "WorkerCrash", "unreachable on its socket")
                 continue
             slot.job = job
-            slot.job_deadline = now + self.config.jobs.deadline_s
+            slot.job_deadline = now + deadline
             slot.last_dispatch = now
             slot.state = SlotState.BUSY
             sent += 1

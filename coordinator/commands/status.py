@@ -15,7 +15,10 @@ HELP = "uptime, buckets, workers by state and jobs by state"
 def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
     """The service's overall picture."""
     sup = service.supervisor
+    health, reasons = service.health.rollup(slot.state for slot in sup.slots)
     return {
+        "health": health,
+        "reasons": reasons,
         "pid": service.pid,
         "uptime_s": round(service.clock() - service.started_at, 3),
         "state_dir": str(service.state_dir),
@@ -29,6 +32,7 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
         "watcher": dict(service.watcher.stats),
         "protocol": dict(sup.stats),
         "records_written": service.records.written,
+        "recovery": vars(service.recovery),
     }
 
 
@@ -38,6 +42,7 @@ def render(result: dict[str, Any]) -> str:
     watcher = result["watcher"]
     jobs = ", ".join(f"{n} {k}" for k, n in result["jobs"].items())
     lines = [
+        f"health       {result['health']}" + "".join(f"\n             - {r}" for r in result["reasons"]),
         f"coordinator  pid {result['pid']}, up {human_seconds(result['uptime_s'])}"
         + (" (stopping)" if result["stopping"] else ""),
         f"state dir    {result['state_dir']}",

@@ -568,6 +568,7 @@ def test_process_file_output_failure_is_a_system_error(tmp_path: Path) -> None:
             preview_lines=5,
         )
     assert err.value.category == "System" and err.value.code is not None
+    assert err.value.retryable  # the disk said no: worth retrying once someone fixes it
 
 
 def test_process_file_refusal_writes_no_note(tmp_path: Path) -> None:

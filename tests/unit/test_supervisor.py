@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.config import Config, load_config
-from coordinator.jobs import JobQueue
+from coordinator.health import Health
+from coordinator.outcomes import Outcomes
+from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
 from coordinator.states import SlotState
 from coordinator.supervisor import Supervisor
@@ -44,13 +46,15 @@ class Rig:
             "supervisor.backoff_initial_s": 1.0,
         }
         self.config: Config = load_config(None, base | overrides)
-        self.jobs = JobQueue()
+        self.jobs = JobQueue(tmp / "queue.db")
         self.records = RecordWriter(tmp / "records")
+        self.health = Health()
+        self.outcomes = Outcomes(self.config, self.jobs, self.records, self.health)
         self.sent: list[tuple[bytes, Body]] = []
         self.signals: list[tuple[int, signal.Signals]] = []
         self.procs: list[FakeProc] = []
         self.sup = Supervisor(
-            self.config, self.jobs, self.records, send=self._send, spawn=self._spawn, kill_group=self._kill
+            self.config, self.jobs, self.outcomes, send=self._send, spawn=self._spawn, kill_group=self._kill
         )
         self.now = 100.0
 
@@ -70,6 +74,7 @@ class Rig:
     def advance(self, seconds: float) -> None:
         self.now += seconds
         self.sup.tick(self.now)
+        self.jobs.flush()
 
     def frame(self, slot: int, body: Body) -> None:
         self.sup.on_frame(self.sup.slots[slot].identity, encode(body), self.now)
@@ -82,6 +87,7 @@ class Rig:
     def add_job(self, name: str = "a.txt") -> None:
         key = ("b", name, 1, 1, hash(name) & 0xFFFF)
         self.jobs.add(key, path=Path("/b") / name, relpath=name, output_path=Path("/n") / f"{name}.obs.md")
+        self.jobs.flush()
 
     def executes(self) -> list[tuple[bytes, Execute]]:
         return [(i, b) for i, b in self.sent if isinstance(b, Execute)]

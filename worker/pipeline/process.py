@@ -13,8 +13,10 @@ from worker.pipeline.errors import JobError, errno_name
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.safe_open import open_regular
 
-# Output failures that may clear up by themselves (space freed, device back), so a retry is worthwhile.
-_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
+# When the note cannot be written the disk said no (full, read-only, permissions, a missing directory):
+# that clears up when an operator acts, so the coordinator retries with backoff. Only a name the output
+# filesystem can never hold is final.
+_FINAL_OUTPUT_ERRNOS = frozenset({errno.ENAMETOOLONG, errno.EINVAL})
 
 
 def process_file(
@@ -54,6 +56,6 @@ def process_file(
             "System",
             f"cannot write note {output_path}: {exc.strerror or exc}",
             code=errno_name(exc),
-            retryable=exc.errno in _TRANSIENT_ERRNOS,
+            retryable=exc.errno not in _FINAL_OUTPUT_ERRNOS,
         ) from exc
     return facts

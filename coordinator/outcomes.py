@@ -1,0 +1,171 @@
+"""How a job's attempt ends: the one place that writes terminal records, requeues, retries and quarantines.
+
+    success          → SUCCESS record, job done, input kept / moved / deleted
+    worker ERROR     → retryable: requeued with backoff (the disk said no: health degraded until it works)
+                       final: ERROR record, job failed
+    worker died      → requeued, or after `quarantine_after` deaths: ERROR record, job quarantined
+    not a file       → ERROR record (FileAccess) at once, never opened
+    we stopped it    → requeued, not charged
+
+If the record itself cannot be written (disk full, permissions), the job is not finished: it is retried
+with backoff and health reports `records`, so nothing is lost and nothing is marked done without its record.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from loguru import logger
+
+from coordinator.config import Config
+from coordinator.health import Health
+from coordinator.inputs import delete_input, move_input
+from coordinator.jobs import Job
+from coordinator.queue import JobQueue
+from coordinator.records import RecordWriter, WrittenRecord
+from coordinator.states import JobState
+from protocol.messages import Error, Result
+
+
+class Outcomes:
+    """Turns the end of an attempt into queue transitions and record files."""
+
+    def __init__(
+        self,
+        config: Config,
+        queue: JobQueue,
+        records: RecordWriter,
+        health: Health,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.records = records
+        self.health = health
+        self.rng = rng or random.Random()
+
+    def retry_delay(self, job: Job) -> float:
+        """Exponential backoff with jitter over the job's attempts so far."""
+        jobs = self.config.jobs
+        delay = min(jobs.retry_backoff_max_s, jobs.retry_backoff_initial_s * 2 ** max(0, job.attempts - 1))
+        return self.rng.uniform(delay / 2, delay) if delay > 0 else 0.0
+
+    def _terminal(
+        self, job: Job, state: JobState, write: Callable[[], WrittenRecord], error: str | None
+    ) -> bool:
+        try:
+            record = write()
+        except OSError as exc:
+            reason = f"records cannot be written in {self.records.directory}: {exc.strerror or exc}"
+            self.health.report("records", reason)
+            delay = self.retry_delay(job)
+            logger.error("{}; job {} retried in {:.1f}s", reason, job.id, delay)
+            self.queue.requeue(job, f"System: {reason}", front=False, delay=delay)
+            return False
+        self.health.clear("records")
+        self.queue.finish(job, state, record=record, error=error)
+        return True
+
+    # -- endings -----------------------------------------------------------------------------------------
+
+    def success(self, job: Job, body: Result) -> None:
+        """The worker wrote the note."""
+        job.sha256 = body.facts.sha256
+        self.health.clear("notes")
+        if self._terminal(
+            job,
+            JobState.DONE,
+            lambda: self.records.success(job, result=body.model_dump(), duration_s=body.duration_s),
+            None,
+        ):
+            self._after_success(job)
+
+    def worker_error(self, job: Job, body: Error) -> None:
+        """The worker could not process the file (the worker itself is fine)."""
+        summary = f"{body.category}: {body.message}"
+        if body.retryable:
+            delay = self.retry_delay(job)
+            if body.category == "System":
+                self.health.report("notes", f"notes cannot be written: {body.message}")
+            logger.warning("job {} ({}) will be retried in {:.1f}s: {}", job.id, job.relpath, delay, summary)
+            self.queue.requeue(job, summary, front=False, delay=delay)
+            return
+        self._terminal(
+            job,
+            JobState.FAILED,
+            lambda: self.records.error(
+                job,
+                state=JobState.FAILED,
+                category=body.category,
+                message=body.message,
+                name=body.name,
+                code=body.code,
+                stack=body.stack,
+            ),
+            summary,
+        )
+
+    def worker_died(self, job: Job, category: str, reason: str, code: str) -> None:
+        """The worker holding `job` died or was killed: retry, or quarantine at the limit."""
+        job.kills += 1
+        limit = self.config.supervisor.quarantine_after
+        if job.kills < limit:
+            logger.warning("job {} ({}) requeued: {}", job.id, job.relpath, reason)
+            self.queue.requeue(job, f"{category}: {reason}")
+            return
+        message = f"quarantined after {job.kills} worker deaths; last: {reason}"
+        logger.error("job {} ({}) {}", job.id, job.relpath, message)
+        if (
+            self._terminal(
+                job,
+                JobState.QUARANTINED,
+                lambda: self.records.error(
+                    job,
+                    state=JobState.QUARANTINED,
+                    category=category,
+                    name="Quarantined",
+                    message=message,
+                    code=code,
+                    component="supervisor",
+                    recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
+                ),
+                f"{category}: {reason}",
+            )
+            and self.config.jobs.quarantine_move
+        ):
+            moved = move_input(job, self.config.quarantine_dir())
+            if moved is not None:
+                self.queue.set_path(job, moved)
+
+    def interrupted(self, job: Job) -> None:
+        """We stopped its worker (shutdown): not the file's fault, so no death is charged."""
+        self.queue.requeue(job, "coordinator stopped before the job finished")
+
+    def not_a_file(self, job: Job) -> None:
+        """A symlink, FIFO, device or socket: recorded, never opened."""
+        message = f"{job.relpath} is a {job.kind}, not a regular file; it was not opened"
+        logger.warning("{}", message)
+        self._terminal(
+            job,
+            JobState.FAILED,
+            lambda: self.records.error(
+                job,
+                state=JobState.FAILED,
+                category="FileAccess",
+                message=message,
+                code=job.kind,
+                component="watcher",
+                operation="admit",
+            ),
+            f"FileAccess: {message}",
+        )
+
+    def _after_success(self, job: Job) -> None:
+        mode = self.config.jobs.after_success
+        if mode == "move":
+            moved = move_input(job, self.config.processed_dir())
+            if moved is not None:
+                self.queue.set_path(job, moved)
+        elif mode == "delete":
+            delete_input(job)

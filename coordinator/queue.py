@@ -1,0 +1,354 @@
+"""The durable job queue: SQLite in WAL mode, owned by the coordinator's loop alone.
+
+Jobs in flight live in memory as `Job` objects; every change marks the job dirty and `flush()` writes all
+dirty jobs, new jobs and new record-index rows in one transaction (group commit: one commit per loop
+iteration, however many files moved). The loop flushes before it dispatches, so a job a worker holds always
+has a committed row, and once more at the end of each iteration.
+
+Crash safety comes from the order of writes, not from committing often:
+- a record file is written before its job's terminal state is committed; `coordinator.recovery` adopts
+  record files that the index does not know yet, so a crash in between never leads to a second record;
+- a job whose `running` state was never committed is simply `queued` after a crash, and runs again (the
+  note is rewritten in place; records are written only by the coordinator, so there was none).
+
+Terminal jobs leave memory after the flush that commits them; their version keys stay, so a second sighting
+of a finished version is still a no-op.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import sqlite3
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from coordinator.jobs import Job, VersionKey
+from coordinator.records import WrittenRecord
+from coordinator.schema import migrate
+from coordinator.states import ALL_JOB_STATES, TERMINAL_JOB_STATES, JobState
+
+_COLUMNS = (
+    "id, bucket, relpath, size, mtime_ns, inode, path, output_path, kind, sha256, state, attempts, kills, "
+    "worker, lease_until, not_before, created_at, started_at, finished_at, last_error, record"
+)
+_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(", ")))
+_UPDATE = (
+    "UPDATE jobs SET sha256=?, state=?, attempts=?, kills=?, worker=?, lease_until=?, not_before=?, "
+    "started_at=?, finished_at=?, last_error=?, record=?, path=? WHERE id=?"
+)
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the pragmas we rely on; `readonly` for `ob-ctl` reading beside a live coordinator."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=5)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=5)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives any process crash (kill -9); only a power cut can lose the last commits.
+        conn.execute("PRAGMA synchronous=NORMAL")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    """Rebuild a Job from its row."""
+    return Job(
+        id=row["id"],
+        key=(row["bucket"], row["relpath"], row["size"], row["mtime_ns"], row["inode"]),
+        path=Path(row["path"]),
+        relpath=row["relpath"],
+        output_path=Path(row["output_path"]),
+        kind=row["kind"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        kills=row["kills"],
+        worker=row["worker"],
+        lease_until=row["lease_until"],
+        not_before=row["not_before"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        last_error=row["last_error"],
+        record=row["record"],
+        sha256=row["sha256"],
+    )
+
+
+class JobQueue:
+    """Jobs by id and by version key, the FIFO of queued ones, and the retries waiting for their time."""
+
+    def __init__(self, path: Path | str = ":memory:", *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self.db = connect(path)
+        self.schema_was = migrate(self.db)
+        self._live: dict[int, Job] = {}
+        self._keys: dict[VersionKey, int] = {}
+        self._queued: deque[Job] = deque()
+        self._delayed: list[tuple[float, int, Job]] = []
+        self._tiebreak = itertools.count()
+        self._counts: Counter[str] = Counter()
+        self._new: list[Job] = []
+        self._dirty: dict[int, Job] = {}
+        self._new_records: list[tuple[Any, ...]] = []
+        self._superseded: list[int] = []
+        self.commits = 0
+        self._load()
+
+    # -- start-up ----------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        cur = self.db.execute("SELECT bucket, relpath, size, mtime_ns, inode, id, state FROM jobs")
+        for bucket, relpath, size, mtime_ns, inode, job_id, state in cur:
+            self._keys[(bucket, relpath, size, mtime_ns, inode)] = job_id
+            self._counts[state] += 1
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"
+        )
+        for row in rows:
+            job = job_from_row(row)
+            self._live[job.id] = job
+            if job.state is JobState.QUEUED:
+                self._enqueue(job)
+        (max_id,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
+        self._ids = itertools.count(max_id + 1)
+
+    def running(self) -> list[Job]:
+        """Jobs whose committed state is `running` (at start-up: the previous coordinator's, now orphaned)."""
+        return [j for j in self._live.values() if j.state is JobState.RUNNING]
+
+    # -- adding and looking up ---------------------------------------------------------------------------
+
+    def add(
+        self, key: VersionKey, *, path: Path, relpath: str, output_path: Path, kind: str = "file"
+    ) -> Job | None:
+        """Enqueue a new version; None when this version is already known (a duplicate sighting)."""
+        if key in self._keys:
+            return None
+        job = Job(
+            id=next(self._ids),
+            key=key,
+            path=path,
+            relpath=relpath,
+            output_path=output_path,
+            kind=kind,
+            created_at=self.clock(),
+        )
+        self._keys[key] = job.id
+        self._live[job.id] = job
+        self._counts[JobState.QUEUED] += 1
+        self._new.append(job)
+        if kind == "file":
+            self._queued.append(job)
+        return job
+
+    def get(self, job_id: int) -> Job | None:
+        """The job with this id, live or from the database."""
+        job = self._live.get(job_id)
+        if job is not None:
+            return job
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return job_from_row(row) if row is not None else None
+
+    def knows(self, key: VersionKey) -> bool:
+        """Whether this version of a file already has a job."""
+        return key in self._keys
+
+    # -- the FIFO ----------------------------------------------------------------------------------------
+
+    def _enqueue(self, job: Job, *, front: bool = False) -> None:
+        if job.not_before is not None and job.not_before > self.clock():
+            heapq.heappush(self._delayed, (job.not_before, next(self._tiebreak), job))
+        elif front:
+            self._queued.appendleft(job)
+        else:
+            self._queued.append(job)
+
+    def _promote_due(self) -> None:
+        now = self.clock()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, job = heapq.heappop(self._delayed)
+            if job.state is JobState.QUEUED:
+                self._queued.appendleft(job)
+
+    def has_queued(self) -> bool:
+        """Whether a job is ready for a worker now."""
+        self._promote_due()
+        return bool(self._queued)
+
+    def pop_queued(self) -> Job | None:
+        """The oldest job ready now, or None."""
+        self._promote_due()
+        while self._queued:
+            job = self._queued.popleft()
+            if job.state is JobState.QUEUED:  # a stale entry (released twice) is skipped
+                return job
+        return None
+
+    def next_retry_at(self) -> float | None:
+        """Wall-clock time of the earliest delayed retry."""
+        return self._delayed[0][0] if self._delayed else None
+
+    # -- transitions -------------------------------------------------------------------------------------
+
+    def _move(self, job: Job, state: JobState) -> None:
+        if job.state in TERMINAL_JOB_STATES:
+            raise RuntimeError(
+                f"job {job.id} is already {job.state}; a second terminal state would double it"
+            )
+        self._counts[job.state] -= 1
+        self._counts[state] += 1
+        job.state = state
+        self._dirty[job.id] = job
+
+    def mark_running(self, job: Job, worker: str, *, lease_s: float) -> None:
+        """A worker took the job; the lease says when the coordinator stops waiting for it."""
+        self._move(job, JobState.RUNNING)
+        now = self.clock()
+        job.attempts += 1
+        job.worker = worker
+        job.started_at = now
+        job.lease_until = now + lease_s
+        job.not_before = None
+
+    def undo_running(self, job: Job, error: str) -> None:
+        """The job never reached the worker: back to the front, and not counted as an attempt."""
+        job.attempts -= 1
+        self.requeue(job, error)
+
+    def requeue(self, job: Job, error: str, *, front: bool = True, delay: float | None = None) -> None:
+        """Back to the queue; `front` so a retry is not stuck behind a burst, `delay` to wait first."""
+        self._move(job, JobState.QUEUED)
+        job.last_error = error
+        job.worker = None
+        job.lease_until = None
+        job.not_before = self.clock() + delay if delay else None
+        self._enqueue(job, front=front)
+
+    def finish(self, job: Job, state: JobState, *, record: WrittenRecord, error: str | None = None) -> None:
+        """Move a job to its one terminal state, naming the record that says so."""
+        if state not in TERMINAL_JOB_STATES:
+            raise ValueError(f"{state} is not terminal")
+        self._move(job, state)
+        job.finished_at = self.clock()
+        job.record = record.name
+        job.lease_until = None
+        if error is not None:
+            job.last_error = error
+        self._new_records.append(record.index_row(job, state))
+
+    def index_record(self, job: Job, state: JobState, record: WrittenRecord) -> None:
+        """Index a record of an already-terminal job (recovery found it on disk)."""
+        self._new_records.append(record.index_row(job, state))
+
+    def reopen(self, job: Job, reason: str) -> None:
+        """An operator asked for another try of a finished job: its records are marked superseded and it is
+        queued again with a clean slate of deaths. Its next record is a deliberate second one."""
+        if job.state not in TERMINAL_JOB_STATES:
+            raise ValueError(f"job {job.id} is {job.state}, not finished")
+        self._counts[job.state] -= 1
+        self._counts[JobState.QUEUED] += 1
+        job.state = JobState.QUEUED
+        job.kills = 0
+        job.record = None
+        job.finished_at = None
+        job.last_error = reason
+        job.not_before = None
+        self._live[job.id] = job
+        self._dirty[job.id] = job
+        self._superseded.append(job.id)
+        self._enqueue(job, front=True)
+
+    def set_path(self, job: Job, path: Path) -> None:
+        """The input moved (processed/ or quarantine/): remember where it is now."""
+        job.path = path
+        self._dirty[job.id] = job
+
+    # -- committing --------------------------------------------------------------------------------------
+
+    def pending(self) -> bool:
+        """Whether anything waits to be committed."""
+        return bool(self._new or self._dirty or self._new_records or self._superseded)
+
+    def flush(self) -> None:
+        """Commit every change since the last flush in one transaction."""
+        if not self.pending():
+            return
+        new, dirty, records, superseded = self._new, self._dirty, self._new_records, self._superseded
+        self._new, self._dirty, self._new_records, self._superseded = [], {}, [], []
+        fresh = {job.id for job in new}
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if superseded:
+                db.executemany(
+                    "UPDATE records SET superseded = 1 WHERE job_id = ?", [(i,) for i in superseded]
+                )
+            db.executemany(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", [_row(j) for j in new])
+            db.executemany(_UPDATE, [_update(j) for j in dirty.values() if j.id not in fresh])
+            db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", records)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            self._new, self._new_records, self._superseded = (
+                new + self._new,
+                records + self._new_records,
+                superseded,
+            )
+            self._dirty = dirty | self._dirty
+            raise
+        self.commits += 1
+        for job in itertools.chain(new, dirty.values()):
+            if job.state in TERMINAL_JOB_STATES:
+                self._live.pop(job.id, None)
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by state, every state present."""
+        return {state.value: self._counts[state] for state in ALL_JOB_STATES}
+
+    def indexed_record_names(self) -> set[str]:
+        """Every record name the index knows (committed)."""
+        return {name for (name,) in self.db.execute("SELECT name FROM records")}
+
+    def iter_live(self) -> Iterator[Job]:
+        """Jobs not yet terminal (or terminal but not yet flushed)."""
+        return iter(list(self._live.values()))
+
+    def ids_in_state(self, state: JobState, limit: int = 100_000) -> list[int]:
+        """Committed ids of jobs in a state (for bulk retry)."""
+        self.flush()
+        cur = self.db.execute("SELECT id FROM jobs WHERE state = ? ORDER BY id LIMIT ?", (state.value, limit))
+        return [i for (i,) in cur]
+
+    def close(self) -> None:
+        """Commit what is pending and close the database."""
+        try:
+            self.flush()
+        finally:
+            self.db.close()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    b, rel, size, mtime_ns, inode = job.key
+    return (
+        job.id, b, rel, size, mtime_ns, inode, str(job.path), str(job.output_path), job.kind, job.sha256,
+        job.state.value, job.attempts, job.kills, job.worker, job.lease_until, job.not_before, job.created_at,
+        job.started_at, job.finished_at, job.last_error, job.record,
+    )  # fmt: skip
+
+
+def _update(job: Job) -> tuple[Any, ...]:
+    return (
+        job.sha256, job.state.value, job.attempts, job.kills, job.worker, job.lease_until, job.not_before,
+        job.started_at, job.finished_at, job.last_error, job.record, str(job.path), job.id,
+    )  # fmt: skip
