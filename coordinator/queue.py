@@ -184,9 +184,11 @@ class JobQueue:
     def pop_queued(self) -> Job | None:
         """The oldest job ready now, or None."""
         self._promote_due()
+        now = self.clock()
         while self._queued:
             job = self._queued.popleft()
-            if job.state is JobState.QUEUED:  # a stale entry (released twice) is skipped
+            # Skip stale entries: a job that moved on, or one waiting for its retry time (it is in the heap).
+            if job.state is JobState.QUEUED and (job.not_before is None or job.not_before <= now):
                 return job
         return None
 

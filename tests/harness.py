@@ -92,7 +92,7 @@ class RunningService:
         self.records = self.state / "records"
         self.config = write_config(base / "ob.toml", base, workers=workers, extra=extra_config)
         self.log_path = base / "coordinator.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop() / kill()
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop() / kill(); "a" keeps restarts
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coordinator.cli", "start", "--config", str(self.config), *args],
             stdout=self._log,
