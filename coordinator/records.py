@@ -88,7 +88,8 @@ class RecordWriter:
         now = time.time()
         stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d-%H%M%S")
         payload["timestamp"] = _iso(now)
-        data = json.dumps(payload, indent=2, default=str).encode()
+        # Compact: the indenting encoder is pure Python and cost ~100 µs a record on the hot path.
+        data = json.dumps(payload, separators=(",", ":"), default=str).encode()
         tmp = self.directory / f".{prefix}-{os.getpid()}-{time.monotonic_ns()}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(data)
