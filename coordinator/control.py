@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 from loguru import logger
 
-from coordinator.commands import COMMANDS
+from coordinator.commands import COMMANDS, CommandError
 from protocol.codec import DecodeError
 from protocol.control import decode_request, encode_reply
 
@@ -58,6 +58,8 @@ class ControlServer:
         try:
             result: Any = module.handle(self.service, args)
             reply = encode_reply(True, result)
+        except CommandError as exc:  # a refusal for the operator to read (no such job), not a bug
+            reply = encode_reply(False, error=str(exc))
         except Exception as exc:  # a bug in one command must not take the service down
             logger.exception("control: command {} failed", command)
             reply = encode_reply(False, error=f"{command} failed: {exc}")

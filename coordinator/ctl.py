@@ -1,22 +1,33 @@
-"""`ob-ctl`: ask the running coordinator how things are.
+"""`ob-ctl`: ask the coordinator how things are, and tell it to retry or release jobs.
 
     ob-ctl [--state-dir DIR | --config FILE] workers [--json]
     ob-ctl [--state-dir DIR | --config FILE] status [--json]
+    ob-ctl [--state-dir DIR | --config FILE] jobs [--state S] [--bucket B] [--limit N] [--json]
+    ob-ctl [--state-dir DIR | --config FILE] errors [--since 1h] [--category C] [--limit N] [--json]
+    ob-ctl [--state-dir DIR | --config FILE] retry JOB_ID | --failed | --quarantined
+    ob-ctl [--state-dir DIR | --config FILE] quarantine [list | release JOB_ID]
 
-Exit codes: 0 answered, 1 no coordinator (or it did not answer), 2 bad usage or config.
+`jobs`, `errors` and `quarantine list` read `<state-dir>/queue.db` in this process (WAL lets a reader look
+beside the live coordinator), so they also work with the service stopped; everything else is a request on
+the coordinator's control socket. Each command is a module in `coordinator.commands`.
+
+Exit codes: 0 answered, 1 no coordinator / no queue database / request failed, 2 bad usage or config.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
 import zmq
 
-from coordinator.commands import COMMANDS
+from coordinator.commands import CLI
+from coordinator.queries import NoQueue
 from protocol.codec import DecodeError
 from protocol.control import decode_reply, encode_request
 
@@ -67,25 +78,63 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return load_config(args.config).service.state_dir
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (`ob-ctl jobs: argument --limit: ...`) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def _add_command(sub: Any, name: str, module: ModuleType, *, nested: bool = False) -> None:
+    cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+    _common_options(cmd, nested=nested)
+    cmd.set_defaults(_module=module, _wire=name)
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(cmd)
+    actions = {} if nested else getattr(module, "ACTIONS", {})
+    if actions:
+        inner = cmd.add_subparsers(dest="_action", metavar="ACTION")
+        for action, target in actions.items():
+            if target is None:  # the command itself, spelled out (`quarantine list`)
+                _common_options(inner.add_parser(action, help=module.HELP), nested=True)
+            else:
+                _add_command(inner, action, target, nested=True)
+
+
+def _common_options(cmd: argparse.ArgumentParser, *, nested: bool) -> None:
+    # SUPPRESS keeps a value given higher up (`ob-ctl --state-dir D quarantine --json list`): argparse copies
+    # every default of a subparser over what its parent already parsed.
+    json_default = argparse.SUPPRESS if nested else False
+    cmd.add_argument("--json", action="store_true", default=json_default, help="print JSON for scripts")
+    cmd.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="ob-ctl", description="Ask a running Open Buckets coordinator.")
+    parser = _Parser(prog="ob-ctl", description="Ask an Open Buckets coordinator, or read its queue.")
     parser.add_argument(
         "--state-dir", type=Path, help="the coordinator's state dir (default: from the config)"
     )
     parser.add_argument("--config", type=Path, help="read the state dir from this config")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for an answer")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        cmd = sub.add_parser(name, help=module.HELP)
-        cmd.add_argument("--json", action="store_true", help="print JSON for scripts")
-        cmd.add_argument("--state-dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name, module in CLI.items():
+        _add_command(sub, name, module)
     return parser
+
+
+#: Options of ob-ctl itself; every other argument a command parsed goes into its control request.
+_OWN_OPTIONS = frozenset({"state_dir", "config", "timeout", "json", "command"})
+
+
+def _request_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in vars(args).items() if k not in _OWN_OPTIONS and not k.startswith("_")}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ob-ctl` script."""
     args = build_parser().parse_args(argv)
+    module: ModuleType = args._module
     from coordinator.config import ConfigError
 
     try:
@@ -94,19 +143,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ob-ctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = request(state_dir, args.command, {}, timeout_s=args.timeout)
-    except NoCoordinator as exc:
+        if hasattr(module, "local"):
+            result = module.local(state_dir, args)
+        else:
+            result = request(state_dir, args._wire, _request_args(args), timeout_s=args.timeout)
+    except (NoCoordinator, NoQueue) as exc:
         print(f"ob-ctl: {exc}", file=sys.stderr)
         return EXIT_NO_COORDINATOR
-    except RuntimeError as exc:
-        print(f"ob-ctl: {args.command}: {exc}", file=sys.stderr)
+    except (RuntimeError, sqlite3.Error) as exc:
+        print(f"ob-ctl: {args._wire}: {exc}", file=sys.stderr)
         return EXIT_NO_COORDINATOR
     try:
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))
         else:
-            print(COMMANDS[args.command].render(result))
-    except BrokenPipeError:  # `ob-ctl workers | head -1`
+            print(module.render(result))
+    except BrokenPipeError:  # `ob-ctl jobs | head -1`
         sys.stderr.close()
     return EXIT_OK
 

@@ -90,13 +90,14 @@ class JobQueue:
         self._live: dict[int, Job] = {}
         self._keys: dict[VersionKey, int] = {}
         self._queued: deque[Job] = deque()
+        self._not_files: list[Job] = []  # symlinks, FIFOs, ...: recorded by the coordinator, never dispatched
         self._delayed: list[tuple[float, int, Job]] = []
         self._tiebreak = itertools.count()
         self._counts: Counter[str] = Counter()
         self._new: list[Job] = []
         self._dirty: dict[int, Job] = {}
         self._new_records: list[tuple[Any, ...]] = []
-        self._superseded: list[int] = []
+        self._superseded: list[str] = []  # record names
         self.commits = 0
         self._load()
 
@@ -143,8 +144,7 @@ class JobQueue:
         self._live[job.id] = job
         self._counts[JobState.QUEUED] += 1
         self._new.append(job)
-        if kind == "file":
-            self._queued.append(job)
+        self._enqueue(job)
         return job
 
     def get(self, job_id: int) -> Job | None:
@@ -162,7 +162,9 @@ class JobQueue:
     # -- the FIFO ----------------------------------------------------------------------------------------
 
     def _enqueue(self, job: Job, *, front: bool = False) -> None:
-        if job.not_before is not None and job.not_before > self.clock():
+        if job.kind != "file":
+            self._not_files.append(job)
+        elif job.not_before is not None and job.not_before > self.clock():
             heapq.heappush(self._delayed, (job.not_before, next(self._tiebreak), job))
         elif front:
             self._queued.appendleft(job)
@@ -175,6 +177,11 @@ class JobQueue:
             _, _, job = heapq.heappop(self._delayed)
             if job.state is JobState.QUEUED:
                 self._queued.appendleft(job)
+
+    def take_not_files(self) -> list[Job]:
+        """Queued entries that are not regular files; the coordinator records them without a worker."""
+        jobs, self._not_files = self._not_files, []
+        return [j for j in jobs if j.state is JobState.QUEUED]
 
     def has_queued(self) -> bool:
         """Whether a job is ready for a worker now."""
@@ -256,14 +263,18 @@ class JobQueue:
         self._counts[job.state] -= 1
         self._counts[JobState.QUEUED] += 1
         job.state = JobState.QUEUED
-        job.kills = 0
+        job.kills = job.attempts = 0
+        job.worker = job.started_at = job.lease_until = None
         job.record = None
         job.finished_at = None
         job.last_error = reason
         job.not_before = None
         self._live[job.id] = job
         self._dirty[job.id] = job
-        self._superseded.append(job.id)
+        # The records that exist now, committed or pending; not the ones the next attempt writes.
+        committed = self.db.execute("SELECT name FROM records WHERE job_id = ?", (job.id,))
+        self._superseded += [name for (name,) in committed]
+        self._superseded += [row[0] for row in self._new_records if row[1] == job.id]
         self._enqueue(job, front=True)
 
     def set_path(self, job: Job, path: Path) -> None:
@@ -287,13 +298,12 @@ class JobQueue:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            if superseded:
-                db.executemany(
-                    "UPDATE records SET superseded = 1 WHERE job_id = ?", [(i,) for i in superseded]
-                )
             db.executemany(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", [_row(j) for j in new])
             db.executemany(_UPDATE, [_update(j) for j in dirty.values() if j.id not in fresh])
             db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", records)
+            # After the inserts: a record written and superseded within one iteration is marked too.
+            names = [(name,) for name in superseded]
+            db.executemany("UPDATE records SET superseded = 1 WHERE name = ?", names)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

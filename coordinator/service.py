@@ -24,7 +24,6 @@ from loguru import logger
 from coordinator.config import BucketConfig, Config
 from coordinator.control import ControlServer
 from coordinator.health import Health
-from coordinator.jobs import Job
 from coordinator.lock import StateLock
 from coordinator.outcomes import Outcomes
 from coordinator.paths import check_socket_paths, socket_paths
@@ -59,7 +58,6 @@ class Service:
         self.records: RecordWriter
         self.outcomes: Outcomes
         self.recovery = RecoveryReport()
-        self._not_files: list[Job] = []
         self.supervisor: Supervisor
         self.watcher: Watcher
         self._signal: int | None = None
@@ -246,19 +244,17 @@ class Service:
         """A settled sighting becomes a job, unless this version is known; a non-regular entry is recorded
         as a FileAccess error (after its row is committed) and never opened."""
         output = self._outputs[s.bucket] / f"{s.relpath}.obs.md"
-        job = self.jobs.add(
+        self.jobs.add(
             s.key,
             path=s.path,
             relpath=s.relpath,
             output_path=output,
             kind=s.kind,
         )
-        if job is not None and s.kind != "file":
-            self._not_files.append(job)
 
     def _record_not_files(self) -> None:
-        jobs, self._not_files = self._not_files, []
-        for job in jobs:
+        # Taken from the queue (not kept here), so one committed before a crash is recorded after it too.
+        for job in self.jobs.take_not_files():
             self.outcomes.not_a_file(job)
 
     def _kill_leftovers(self) -> None:

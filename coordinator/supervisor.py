@@ -361,6 +361,9 @@ class Supervisor:
                 output_path=str(job.output_path),
                 deadline_s=deadline,
                 attempt=job.attempts,
+                size=job.key[2],
+                mtime_ns=job.key[3],
+                inode=job.key[4],
             )
             if not self.send(slot.identity, msg):
                 self.jobs.undo_running(job, "worker unreachable")

@@ -147,6 +147,10 @@ class Execute(Body):
     deadline_s: float = Field(gt=0)
     attempt: int = Field(ge=1)
     skills: list[ShortStr] = Field(default_factory=list, max_length=64)
+    # The version the job is about; a file that no longer matches is refused (it is a new job).
+    size: int | None = Field(default=None, ge=0)
+    mtime_ns: int | None = None
+    inode: int | None = Field(default=None, ge=0)
 
 
 class Cancel(Body):

@@ -24,6 +24,7 @@ def run_job(worker_name: str, limits: Callable[[], Limits]) -> Callable[[Execute
             worker=worker_name,
             max_input_bytes=current.max_input_bytes,
             preview_lines=current.preview_lines,
+            expect=None if job.size is None else (job.size, job.mtime_ns or 0, job.inode or 0),
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

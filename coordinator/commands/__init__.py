@@ -1,10 +1,33 @@
-"""Control commands, one module each: what the coordinator answers (`handle`) and how `ob-ctl` shows it
-(`render`). `COMMANDS` maps the name on the wire to its module."""
+"""Control commands, one module each.
+
+A module the coordinator answers has `handle(service, args)`; `COMMANDS` maps its name on the wire to it.
+A module `ob-ctl` offers (`CLI`) has `HELP` and `render(result)`, may add its own arguments
+(`add_arguments(parser)`) and sub-actions (`ACTIONS`), and either reads the queue database in `ob-ctl`
+itself (`local(state_dir, args)`, read-only, works with the service stopped) or is sent to the coordinator,
+which is the queue's only writer.
+"""
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from coordinator.commands import status, workers
+from coordinator.commands import errors, jobs, quarantine, release, retry, status, workers
+from coordinator.commands.common import CommandError
 
-COMMANDS: dict[str, ModuleType] = {"workers": workers, "status": status}
+COMMANDS: dict[str, ModuleType] = {
+    "workers": workers,
+    "status": status,
+    "retry": retry,
+    "release": release,
+}
+
+CLI: dict[str, ModuleType] = {
+    "workers": workers,
+    "status": status,
+    "jobs": jobs,
+    "errors": errors,
+    "retry": retry,
+    "quarantine": quarantine,
+}
+
+__all__ = ["CLI", "COMMANDS", "CommandError"]

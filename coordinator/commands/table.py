@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -37,3 +38,18 @@ def human_seconds(s: float | None) -> str | None:
         return f"{minutes}m{sec:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def human_time(ts: float | None) -> str | None:
+    """Epoch seconds → '2026-01-31 14:02:09' in local time (the `--json` output keeps the number)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def clip(text: str | None, width: int = 60) -> str | None:
+    """One line of at most `width` characters, so a long error does not stretch the whole table."""
+    if text is None:
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"

@@ -578,3 +578,15 @@ def test_process_file_refusal_writes_no_note(tmp_path: Path) -> None:
             str(tmp_path), str(out), bucket="b", relpath="x", worker="w", max_input_bytes=MAX, preview_lines=5
         )
     assert not out.exists()
+
+
+def test_a_file_that_is_no_longer_the_expected_version_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "v.txt", b"first")
+    st = os.stat(path)
+    version = (st.st_size, st.st_mtime_ns, st.st_ino)
+    fd, _ = open_regular(str(path), MAX, version)
+    os.close(fd)
+    path.write_bytes(b"second, longer")
+    with pytest.raises(FileAccessError) as err:
+        open_regular(str(path), MAX, version)
+    assert err.value.code == "ECHANGED" and not err.value.retryable

@@ -155,3 +155,30 @@ def test_the_database_is_in_wal_mode(tmp_path: Path) -> None:
     q = JobQueue(tmp_path / "q.db")
     (mode,) = q.db.execute("PRAGMA journal_mode").fetchone()
     assert mode == "wal"
+
+
+def test_not_files_are_never_handed_to_workers_even_after_a_restart(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    link = q.add(
+        ("b", "l", 0, 1, 9), path=Path("/b/l"), relpath="l", output_path=Path("/n/l"), kind="symlink"
+    )
+    assert link is not None
+    q.flush()
+    q.db.close()  # crashed before recording it
+    again = JobQueue(tmp_path / "q.db")
+    assert again.pop_queued() is None
+    (pending,) = again.take_not_files()
+    assert pending.id == link.id and pending.kind == "symlink"
+
+
+def test_a_record_superseded_in_the_same_iteration_is_marked(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    job = add(q, "a.txt")
+    q.flush()
+    q.pop_queued()
+    q.mark_running(job, "0.1", lease_s=1)
+    q.finish(job, JobState.FAILED, record=WrittenRecord("ERROR-2026-01-01-000000-000001.json", "ERROR", 1.0))
+    q.reopen(job, "operator retry")  # no flush in between
+    q.flush()
+    assert q.db.execute("SELECT superseded FROM records").fetchone()[0] == 1
+    assert job.attempts == 0 and job.worker is None

@@ -11,7 +11,7 @@ from protocol.messages import FileFacts
 from worker.pipeline.detect import build_facts
 from worker.pipeline.errors import JobError, errno_name
 from worker.pipeline.note import render_note, write_atomic
-from worker.pipeline.safe_open import open_regular
+from worker.pipeline.safe_open import Version, open_regular
 
 # When the note cannot be written the disk said no (full, read-only, permissions, a missing directory):
 # that clears up when an operator acts, so the coordinator retries with backoff. Only a name the output
@@ -28,13 +28,14 @@ def process_file(
     worker: str,
     max_input_bytes: int,
     preview_lines: int,
+    expect: Version | None = None,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
 
     Raises `JobError`: FileAccess / FileContent for the input (see `open_regular`), System when the note
     cannot be written.
     """
-    fd, st = open_regular(path, max_input_bytes)
+    fd, st = open_regular(path, max_input_bytes, expect)
     try:
         facts, preview = build_facts(fd, st, preview_lines=preview_lines, name=relpath or path)
     finally:

@@ -25,12 +25,15 @@ from worker.pipeline.errors import FileAccessError, FileTooLargeError, errno_nam
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def open_regular(path: str, max_bytes: int) -> tuple[int, os.stat_result]:
+Version = tuple[int, int, int]  # size, mtime_ns, inode
+
+
+def open_regular(path: str, max_bytes: int, expect: Version | None = None) -> tuple[int, os.stat_result]:
     """Open `path` read-only if it is a regular file of at most `max_bytes` bytes.
 
     Returns the descriptor (the caller closes it) and its `fstat`. Raises `FileAccessError` for a missing,
-    unreadable or non-regular path (symlink, directory, FIFO, device, socket) and `FileTooLargeError` for
-    a file over the limit.
+    unreadable or non-regular path (symlink, directory, FIFO, device, socket), or one that is no longer the
+    `expect`ed version, and `FileTooLargeError` for a file over the limit.
     """
     try:
         before = os.lstat(path)
@@ -48,6 +51,12 @@ def open_regular(path: str, max_bytes: int) -> tuple[int, os.stat_result]:
             # Replaced between lstat and open (e.g. a writer's rename-into-place); a retry sees the new file.
             raise FileAccessError(f"{path} was replaced while being opened", code="ECHANGED", retryable=True)
         _check(path, st, max_bytes)
+        if expect is not None and (st.st_size, st.st_mtime_ns, st.st_ino) != expect:
+            # The job is about one version; the newer one was sighted (or will be) and is a job of its own.
+            raise FileAccessError(
+                f"{path} changed since it was seen; the newer version is processed as its own job",
+                code="ECHANGED",
+            )
     except BaseException:
         os.close(fd)
         raise

@@ -1,0 +1,44 @@
+"""What the command modules share: the error a handler raises to refuse a request, and the argument types
+of `ob-ctl` (each turns a string into a value or raises `argparse.ArgumentTypeError` with the message that
+`ob-ctl` prints as its one line)."""
+
+from __future__ import annotations
+
+import argparse
+
+from coordinator.queries import parse_duration
+
+
+class CommandError(Exception):
+    """A request the coordinator refuses (no such job, wrong state): `str()` is the reply's one-line error,
+    and the control server logs no traceback for it, since nothing is broken."""
+
+
+def job_id(text: str) -> int:
+    """A job id: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a job id: {text!r} (job ids are positive integers)")
+    return value
+
+
+def limit(text: str) -> int:
+    """How many rows to show: a non-negative integer, 0 for all."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (a whole number, 0 for all)")
+    return value
+
+
+def duration(text: str) -> float:
+    """A duration such as 30s, 15m, 1h or 2d, in seconds."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
