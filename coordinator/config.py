@@ -72,6 +72,9 @@ class JobsConfig(_Section):
     retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=3600)
     retry_backoff_max_s: float = Field(default=30.0, ge=0, le=86400)
     after_success: Literal["keep", "move", "delete"] = "keep"
+    # "noop": workers only acknowledge (no read, no note) while queue and records work as usual; for
+    # measuring the dispatch path itself (scripts/bench.py).
+    pipeline: Literal["default", "noop"] = "default"
     processed_dir: Path | None = None  # default <state_dir>/processed
     quarantine_move: bool = False
     quarantine_dir: Path | None = None  # default <state_dir>/quarantine

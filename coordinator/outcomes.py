@@ -71,7 +71,7 @@ class Outcomes:
 
     def success(self, job: Job, body: Result) -> None:
         """The worker wrote the note."""
-        job.sha256 = body.facts.sha256
+        job.sha256 = body.facts.sha256 if body.facts else None
         self.health.clear("notes")
         if self._terminal(
             job,

@@ -108,7 +108,7 @@ class RecordWriter:
 
     def success(self, job: Job, *, result: dict[str, Any], duration_s: float) -> WrittenRecord:
         """Record a job that produced its note."""
-        facts = result["facts"]
+        facts = result["facts"] or {"size": job.key[2]}  # the no-op pipeline learns nothing
         name, ts = self._write(
             "SUCCESS",
             job,
@@ -122,22 +122,22 @@ class RecordWriter:
                 "relativePath": job.relpath,
                 "outputPath": result["output_path"],
                 "context": {
-                    "fileType": facts["file_type"],
-                    "mime": facts["mime"],
-                    "isText": facts["is_text"],
+                    "fileType": facts.get("file_type"),
+                    "mime": facts.get("mime"),
+                    "isText": facts.get("is_text"),
                     "version": _version(job),
                 },
                 "processing": {
                     "duration": round(duration_s, 6),
-                    "bytesProcessed": facts["size"],
-                    "fileType": facts["file_type"],
+                    "bytesProcessed": facts.get("size"),
+                    "fileType": facts.get("file_type"),
                     "worker": job.worker,
                     "attempts": job.attempts,
                 },
                 "metadata": {
-                    "fileSize": facts["size"],
+                    "fileSize": facts.get("size"),
                     "encoding": facts.get("encoding"),
-                    "sha256": facts["sha256"],
+                    "sha256": facts.get("sha256"),
                     "lineCount": facts.get("line_count"),
                 },
             },

@@ -238,7 +238,12 @@ class Service:
                 self.supervisor.stats["bad_frames"] += 1
                 logger.warning("dropped a {}-part message on the worker socket", len(parts))
                 continue
-            self.supervisor.on_frame(parts[0], parts[1], now)
+            try:
+                self.supervisor.on_frame(parts[0], parts[1], now)
+            except Exception:
+                # A bug in handling one message must not take every worker and job down with it.
+                self.supervisor.stats["handler_errors"] += 1
+                logger.exception("error while handling a message from {!r}", parts[0][:32])
 
     def _admit(self, s: Sighting) -> None:
         """A settled sighting becomes a job, unless this version is known; a non-regular entry is recorded

@@ -75,7 +75,13 @@ class Supervisor:
         self.kill_group = kill_group
         self.slots = [Slot(i, self._policy()) for i in range(config.service.workers)]
         self.stopping = False
-        self.stats = {"bad_frames": 0, "stale_frames": 0, "unknown_peers": 0, "version_mismatches": 0}
+        self.stats = {
+            "bad_frames": 0,
+            "stale_frames": 0,
+            "unknown_peers": 0,
+            "version_mismatches": 0,
+            "handler_errors": 0,
+        }
         self._next_beat = 0.0
         self._config_msg = ConfigMessage(
             heartbeat_interval_s=self.sup.heartbeat_interval_s,
@@ -83,6 +89,7 @@ class Supervisor:
             limits=Limits(
                 max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
             ),
+            pipeline=config.jobs.pipeline,
         )
 
     def _policy(self) -> RestartPolicy:

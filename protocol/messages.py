@@ -57,9 +57,9 @@ class Result(Body):
     """A job finished and its note is on disk."""
 
     job_id: ShortStr
-    output_path: PathStr
+    output_path: PathStr | None = None  # None: no note (the no-op pipeline)
     duration_s: float = Field(ge=0)
-    facts: FileFacts
+    facts: FileFacts | None = None
 
 
 ErrorCategory = Literal[
@@ -134,6 +134,7 @@ class Config(Body):
     liveness: int = Field(ge=1, le=100)
     limits: Limits
     skills: list[ShortStr] = Field(default_factory=list, max_length=256)
+    pipeline: Literal["default", "noop"] = "default"
 
 
 class Execute(Body):

@@ -5,17 +5,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from protocol.messages import Execute, Limits, Result
+from protocol.messages import Config, Execute, Result
 from worker.pipeline.process import process_file
 
 
-def run_job(worker_name: str, limits: Callable[[], Limits]) -> Callable[[Execute], Result]:
-    """A job function bound to this worker and its current limits (from CONFIG); raises the pipeline's
-    JobError for a file that fails."""
+def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute], Result]:
+    """A job function bound to this worker and its current CONFIG; raises the pipeline's JobError for a
+    file that fails."""
 
     def work(job: Execute) -> Result:
         started = time.monotonic()
-        current = limits()
+        if config().pipeline == "noop":
+            return Result(job_id=job.job_id, duration_s=time.monotonic() - started)
+        current = config().limits
         facts = process_file(
             job.path,
             job.output_path,

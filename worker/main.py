@@ -27,7 +27,6 @@ from protocol.messages import (
     Error,
     Execute,
     Heartbeat,
-    Limits,
     Ping,
     Pong,
     Ready,
@@ -92,7 +91,7 @@ class WorkerLoop:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         ctx, sock = self._open_socket()
-        runner = JobRunner(run_job(self.name, self._limits), wake_w)
+        runner = JobRunner(run_job(self.name, self._config), wake_w)
         try:
             return self._loop(sock, wake_r, runner)
         finally:
@@ -193,9 +192,9 @@ class WorkerLoop:
         self._send(sock, Error(job_id=self.current.job_id, category=category, message=message))  # type: ignore[arg-type]
         return EXIT_JOB_ABANDONED
 
-    def _limits(self) -> Limits:
+    def _config(self) -> Config:
         assert self.config is not None  # jobs are refused until CONFIG arrives
-        return self.config.limits
+        return self.config
 
     # -- messages ----------------------------------------------------------------------------------------
 

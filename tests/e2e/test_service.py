@@ -123,3 +123,16 @@ def test_non_regular_files_are_file_access_errors_and_nothing_blocks(scratch: Pa
         server.close()
         assert all(r["state"] in ("ready", "busy") for r in svc.workers())
         assert svc.stop() == 0
+
+
+def test_the_noop_pipeline_records_success_without_notes(scratch: Path) -> None:
+    with RunningService(scratch, workers=2, extra_config='\n[jobs]\npipeline = "noop"\n') as svc:
+        svc.wait_ready(2)
+        for i in range(30):
+            (svc.bucket / f"n{i}.txt").write_text("x\n")
+        assert svc.wait_terminal(30, timeout=30)["done"] == 30
+        records = svc.records_of("SUCCESS")
+        assert len(records) == 30 and all(r["outputPath"] is None for r in records)
+        assert svc.notes_count() == 0
+        assert svc.status()["protocol"]["handler_errors"] == 0
+        assert svc.stop() == 0
