@@ -27,6 +27,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
             max_input_bytes=current.max_input_bytes,
             preview_lines=current.preview_lines,
             expect=None if job.size is None else (job.size, job.mtime_ns or 0, job.inode or 0),
+            job_id=job.job_id,
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

@@ -590,3 +590,13 @@ def test_a_file_that_is_no_longer_the_expected_version_is_refused(tmp_path: Path
     with pytest.raises(FileAccessError) as err:
         open_regular(str(path), MAX, version)
     assert err.value.code == "ECHANGED" and not err.value.retryable
+
+
+def test_a_jobs_leftover_temp_note_is_reused_not_left_behind(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "a.txt.obs.md"
+    target.parent.mkdir()
+    leftover = target.with_name(".a.txt.obs.md.job7.tmp")
+    leftover.write_text("half a note from a killed worker")
+    write_atomic(target, "the whole note\n", owner="7")
+    assert target.read_text() == "the whole note\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt.obs.md"]

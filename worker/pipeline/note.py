@@ -67,16 +67,20 @@ def render_note(
     return front + "\n".join(body) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, owner: str | None = None) -> None:
     """Write `text` (UTF-8) to `path` so readers see the old file or the new one, never a partial one.
 
     The temp file sits next to the target (same filesystem, so `os.replace` is atomic) and its name starts
-    with "." so folder watchers, Obsidian included, ignore it.
+    with "." so folder watchers, Obsidian included, ignore it. With an `owner` (the job id) the temp name is
+    fixed for that job: a worker killed mid-write leaves a temp file that the job's retry overwrites and
+    renames, instead of one that stays forever; two jobs never share one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tag = f"job{owner}" if owner is not None else secrets.token_hex(4)
+    temp = path.with_name(f".{path.name}.{tag}.tmp")
     # os.open rather than mkstemp: mkstemp's 0600 would make every note private to the service user.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    exclusive = os.O_EXCL if owner is None else os.O_TRUNC
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | exclusive | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         with open(fd, "w", encoding="utf-8", newline="\n") as out:
             out.write(text)

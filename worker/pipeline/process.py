@@ -29,6 +29,7 @@ def process_file(
     max_input_bytes: int,
     preview_lines: int,
     expect: Version | None = None,
+    job_id: str | None = None,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
 
@@ -51,7 +52,7 @@ def process_file(
         worker=worker,
     )
     try:
-        write_atomic(Path(output_path), note)
+        write_atomic(Path(output_path), note, owner=job_id)
     except OSError as exc:
         raise JobError(
             "System",
