@@ -1,9 +1,11 @@
 """The durable job queue: SQLite in WAL mode, owned by the coordinator's loop alone.
 
 Jobs in flight live in memory as `Job` objects; every change marks the job dirty and `flush()` writes all
-dirty jobs, new jobs and new record-index rows in one transaction (group commit: one commit per loop
-iteration, however many files moved). The loop flushes before it dispatches, so a job a worker holds always
-has a committed row, and once more at the end of each iteration.
+dirty jobs, new jobs and new record-index rows in one transaction (group commit). New jobs are committed
+before anything is dispatched or recorded (`has_new`), so a job a worker holds always has a committed row;
+all other changes are committed at most `COMMIT_INTERVAL_S` later (`flush_if_due`), however many files moved
+meanwhile. Delaying those is safe because of the order of writes below: a crash loses only work that is
+then redone, never a record.
 
 Crash safety comes from the order of writes, not from committing often:
 - a record file is written before its job's terminal state is committed; `coordinator.recovery` adopts
@@ -30,6 +32,10 @@ from coordinator.jobs import Job, VersionKey
 from coordinator.records import WrittenRecord
 from coordinator.schema import migrate
 from coordinator.states import ALL_JOB_STATES, TERMINAL_JOB_STATES, JobState
+
+#: Longest a change waits for its commit. Per-iteration commits cost one transaction per finished file
+#: under load (the loop wakes for nearly every RESULT); a short interval batches them.
+COMMIT_INTERVAL_S = 0.02
 
 _COLUMNS = (
     "id, bucket, relpath, size, mtime_ns, inode, path, output_path, kind, sha256, state, attempts, kills, "
@@ -99,6 +105,7 @@ class JobQueue:
         self._new_records: list[tuple[Any, ...]] = []
         self._superseded: list[str] = []  # record names
         self.commits = 0
+        self._last_flush = time.monotonic()
         self._load()
 
     # -- start-up ----------------------------------------------------------------------------------------
@@ -288,8 +295,23 @@ class JobQueue:
         """Whether anything waits to be committed."""
         return bool(self._new or self._dirty or self._new_records or self._superseded)
 
+    def has_new(self) -> bool:
+        """Whether jobs were added since the last commit (they must be committed before they go out)."""
+        return bool(self._new)
+
+    def flush_due(self) -> float | None:
+        """Monotonic time by which pending changes must be committed, or None when nothing is pending."""
+        return self._last_flush + COMMIT_INTERVAL_S if self.pending() else None
+
+    def flush_if_due(self) -> None:
+        """Commit if the oldest pending change has waited COMMIT_INTERVAL_S."""
+        due = self.flush_due()
+        if due is not None and time.monotonic() >= due:
+            self.flush()
+
     def flush(self) -> None:
         """Commit every change since the last flush in one transaction."""
+        self._last_flush = time.monotonic()
         if not self.pending():
             return
         new, dirty, records, superseded = self._new, self._dirty, self._new_records, self._superseded

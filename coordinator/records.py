@@ -83,26 +83,44 @@ class RecordWriter:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.written = 0
+        self._dir = os.fspath(directory) + os.sep  # string paths: pathlib costs more than the I/O here
+        self._second = -1
+        self._stamp = ""
+        self._tmp_seq = 0
+
+    def _stamps(self, now: float) -> tuple[str, str]:
+        """(name stamp, ISO timestamp) for `now`; the name part is cached per second."""
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d-%H%M%S")
+        iso = datetime.fromtimestamp(now, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return self._stamp, iso
 
     def _write(self, prefix: str, job: Job, payload: dict[str, Any]) -> tuple[str, float]:
         now = time.time()
-        stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d-%H%M%S")
-        payload["timestamp"] = _iso(now)
+        stamp, payload["timestamp"] = self._stamps(now)
         # Compact: the indenting encoder is pure Python and cost ~100 µs a record on the hot path.
         data = json.dumps(payload, separators=(",", ":"), default=str).encode()
-        tmp = self.directory / f".{prefix}-{os.getpid()}-{time.monotonic_ns()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        self._tmp_seq += 1
+        tmp = f"{self._dir}.{prefix}-{os.getpid()}-{self._tmp_seq}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:  # a write near a full disk may be short
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         try:
             for n in range(1, 1000):
                 name = f"{prefix}-{stamp}-{job.id:06d}{'' if n == 1 else f'-{n}'}.json"
                 try:
-                    os.link(tmp, self.directory / name)
+                    os.link(tmp, self._dir + name)
                     break
                 except FileExistsError:
                     continue
         finally:
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)
         self.written += 1
         return name, now
 
@@ -192,10 +210,6 @@ class RecordWriter:
 def _version(job: Job) -> dict[str, Any]:
     _, _, size, mtime_ns, inode = job.key
     return {"size": size, "mtimeNs": mtime_ns, "inode": inode}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def format_exception(exc: BaseException) -> str:

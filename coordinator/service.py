@@ -203,8 +203,10 @@ class Service:
             for fd in pidfds.keys() - polled_fds:
                 poller.register(fd, zmq.POLLIN)
             polled_fds = set(pidfds)
-            due = self.watcher.next_due() if not stop.active else None
-            timeout = MAX_TICK_S if due is None else min(MAX_TICK_S, max(0.0, due - now))
+            timeout = MAX_TICK_S
+            for due in (self.watcher.next_due() if not stop.active else None, self._commit_due()):
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - now))
             ready = dict(poller.poll(int(timeout * 1000)))
             now = self.clock()
             if wake_r in ready:
@@ -216,17 +218,23 @@ class Service:
             if not stop.active:
                 for sighting in self.watcher.poll():
                     self._admit(sighting)
-            # Commit before anything leaves: a job a worker holds, or a record names, has a committed row.
-            self.jobs.flush()
+            # Commit new jobs before anything leaves: a job a worker holds, or a record names, has a row.
+            if self.jobs.has_new():
+                self.jobs.flush()
             self._record_not_files()
             sup.tick(now)
             sup.dispatch(now)
-            self.jobs.flush()
+            self.jobs.flush_if_due()
             if self._signal is not None:
                 stop.request(now, signal.Signals(self._signal).name, urgent=self._signals_seen > 1)
                 self._signal = None
             if stop.active and stop.step(now):
                 return
+
+    def _commit_due(self) -> float | None:
+        # The queue's commit timer runs on time.monotonic(); translate it to our clock.
+        due = self.jobs.flush_due()
+        return None if due is None else self.clock() + max(0.0, due - time.monotonic())
 
     def _receive(self, router: zmq.Socket[bytes], now: float, limit: int = 1000) -> None:
         for _ in range(limit):

@@ -181,6 +181,10 @@ class WorkerLoop:
                 sock, Error(job_id=job.job_id, category="System", retryable=True, message=f"worker {why}")
             )
             return
+        if self.config.pipeline == "noop":
+            # The no-op pipeline only acknowledges: nothing untrusted runs, so no thread is needed.
+            self._send(sock, Result(job_id=job.job_id, duration_s=0.0))
+            return
         self.current = job
         self.current_deadline = self.clock() + job.deadline_s
         runner.submit(job)
