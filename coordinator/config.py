@@ -60,6 +60,7 @@ class SupervisorConfig(_Section):
     restart_window_s: float = Field(default=60.0, gt=0, le=86400)
     kill_grace_s: float = Field(default=2.0, ge=0, le=60)
     quarantine_after: int = Field(default=2, ge=1, le=100)
+    spare_workers: int = Field(default=1, ge=0, le=16)
 
 
 class JobsConfig(_Section):

@@ -52,11 +52,8 @@ class Slot:
     silent_cpu: float | None = None
     last_exit: str | None = None
     sandbox: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        """`<slot>.<generation>`, also the worker's ZeroMQ routing id."""
-        return f"{self.index}.{self.generation}"
+    spare: bool = False  # a warm spare: started and READY, never given jobs, takes over a dead slot
+    name: str = ""  # the process's `<slot>.<generation>` routing id (a promoted spare keeps its own)
 
     @property
     def identity(self) -> bytes:
@@ -66,8 +63,9 @@ class Slot:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
-    def attach(self, proc: subprocess.Popen[bytes], now: float) -> None:
+    def attach(self, proc: subprocess.Popen[bytes], now: float, name: str) -> None:
         """A new process fills the slot."""
+        self.name = name
         self.proc = proc
         self.ps = _ps(proc.pid)
         self.pidfd = _pidfd(proc.pid)
@@ -83,6 +81,20 @@ class Slot:
                 self.ps.cpu_percent(None)  # prime the sampler
             except psutil.Error:
                 pass
+
+    def adopt(self, spare: Slot) -> None:
+        """Take over a READY spare's process: the slot is refilled without waiting for a start-up."""
+        self.name, self.proc, self.ps, self.pidfd = spare.name, spare.proc, spare.ps, spare.pidfd
+        self.started_at, self.started_wall, self.last_seen = (
+            spare.started_at,
+            spare.started_wall,
+            spare.last_seen,
+        )
+        self.sandbox, self.rss_bytes, self.cpu_percent = spare.sandbox, spare.rss_bytes, spare.cpu_percent
+        self.kill = None
+        self.silent_since = self.silent_cpu = None
+        self.state = SlotState.READY
+        spare.proc = spare.ps = spare.pidfd = None
 
     def detach(self) -> None:
         """The process is gone (and reaped)."""
@@ -123,6 +135,7 @@ class Slot:
             if self.state is SlotState.BACKOFF
             else None,
             "sandbox": list(self.sandbox),
+            "spare": self.spare,
         }
 
 

@@ -73,7 +73,10 @@ class Supervisor:
         self.send = send
         self.spawn = spawn
         self.kill_group = kill_group
-        self.slots = [Slot(i, self._policy()) for i in range(config.service.workers)]
+        n = config.service.workers
+        self.slots = [Slot(i, self._policy()) for i in range(n)]
+        self.spares = [Slot(n + i, self._policy(), spare=True) for i in range(self.sup.spare_workers)]
+        self._by_identity: dict[bytes, Slot] = {}
         self.stopping = False
         self.stats = {
             "bad_frames": 0,
@@ -108,9 +111,14 @@ class Supervisor:
 
     # -- life cycle --------------------------------------------------------------------------------------
 
+    @property
+    def all_slots(self) -> list[Slot]:
+        """Working slots, then warm spares."""
+        return self.slots + self.spares
+
     def start_all(self, now: float) -> None:
-        """Fill every slot."""
-        for slot in self.slots:
+        """Fill every slot and start the spares."""
+        for slot in self.all_slots:
             self._start(slot, now)
 
     def _start(self, slot: Slot, now: float) -> None:
@@ -121,8 +129,10 @@ class Supervisor:
             logger.error("slot {}: could not start a worker: {}", slot.index, exc)
             self._after_death(slot, now, uptime=0.0)
             return
-        slot.attach(proc, now)
-        logger.info("slot {}: started worker {} (pid {})", slot.index, slot.name, proc.pid)
+        slot.attach(proc, now, f"{slot.index}.{slot.generation}")
+        self._by_identity[slot.identity] = slot
+        kind = "spare worker" if slot.spare else "worker"
+        logger.info("slot {}: started {} {} (pid {})", slot.index, kind, slot.name, proc.pid)
 
     def kill(self, slot: Slot, now: float, category: str, reason: str) -> None:
         """Start killing a worker: SIGTERM (and SIGCONT, so a stopped one can act on it) to its group now,
@@ -176,23 +186,21 @@ class Supervisor:
             logger.warning("slot {}: unexpected {} from a worker", slot.index, type(body).__name__)
 
     def _slot_for(self, identity: bytes, *, count: bool = True) -> Slot | None:
-        """The live slot a routing id `<slot>.<generation>` names, or None (counted and logged)."""
-        try:
-            index_s, gen_s = identity.decode("ascii").split(".")
-            index, generation = int(index_s), int(gen_s)
-        except (UnicodeDecodeError, ValueError):
-            index, generation = -1, -1
-        if not 0 <= index < len(self.slots):
-            if count:
+        """The slot whose live process has routing id `identity`, or None (counted and logged)."""
+        slot = self._by_identity.get(identity)
+        if slot is not None and slot.proc is not None and slot.identity == identity:
+            return slot
+        if count:
+            try:
+                index = int(identity.decode("ascii").split(".")[0])
+            except (UnicodeDecodeError, ValueError):
+                index = -1
+            if 0 <= index < len(self.all_slots) and identity.count(b".") == 1:
+                self.stats["stale_frames"] += 1  # a late word from a previous incarnation of a slot
+            else:
                 self.stats["unknown_peers"] += 1
                 logger.warning("dropped a frame from an unknown peer {!r}", identity[:32])
-            return None
-        slot = self.slots[index]
-        if generation != slot.generation or slot.proc is None:
-            if count:
-                self.stats["stale_frames"] += 1  # a late word from a previous incarnation of the slot
-            return None
-        return slot
+        return None
 
     def _on_ready(self, slot: Slot, body: Ready, now: float) -> None:
         if slot.state is not SlotState.STARTING or body.pid != slot.pid:
@@ -241,7 +249,7 @@ class Supervisor:
 
     def tick(self, now: float) -> None:
         """Notice deaths, hangs, overdue jobs and due restarts; send heartbeats."""
-        for slot in self.slots:
+        for slot in self.all_slots:
             if slot.proc is not None and slot.proc.poll() is not None:
                 self._on_exit(slot, now)
             elif slot.state is SlotState.BACKOFF and now >= slot.retry_at and not self.stopping:
@@ -252,7 +260,7 @@ class Supervisor:
         if now >= self._next_beat:
             self._next_beat = now + self.sup.heartbeat_interval_s
             beat = Heartbeat()
-            for slot in self.slots:
+            for slot in self.all_slots:
                 if slot.state in (SlotState.READY, SlotState.BUSY):
                     self.send(slot.identity, beat)
                 slot.sample()
@@ -314,6 +322,7 @@ class Supervisor:
         expected = self.stopping and slot.kill is None
         log = logger.info if expected or (self.stopping and code in ("exit 0", "SIGTERM")) else logger.warning
         log("slot {}: worker {} (pid {}) {} after {:.1f}s", slot.index, slot.name, slot.pid, text, uptime)
+        self._by_identity.pop(slot.identity, None)
         slot.detach()
         job = slot.job
         if job is not None and self.stopping:
@@ -341,9 +350,22 @@ class Supervisor:
                 self.sup.restart_window_s,
             )
             return
+        spare = None if slot.spare else self._ready_spare()
+        if spare is not None:
+            # A warm spare fills the slot at once; the spare itself is refilled after the backoff delay,
+            # so a crash loop is still throttled.
+            slot.adopt(spare)
+            self._by_identity[slot.identity] = slot
+            slot.restarts += 1
+            spare.state, spare.retry_at = SlotState.BACKOFF, now + delay
+            logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
+            return
         slot.state = SlotState.BACKOFF
         slot.retry_at = now + delay
         logger.info("slot {}: restarting in {:.2f}s", slot.index, delay)
+
+    def _ready_spare(self) -> Slot | None:
+        return next((s for s in self.spares if s.state is SlotState.READY and s.kill is None), None)
 
     # -- jobs out ----------------------------------------------------------------------------------------
 
@@ -388,7 +410,7 @@ class Supervisor:
     def begin_stop(self) -> None:
         """Take no new jobs and start no new workers."""
         self.stopping = True
-        for slot in self.slots:
+        for slot in self.all_slots:
             if slot.state is SlotState.BACKOFF:
                 slot.state = SlotState.STOPPED
 
@@ -398,7 +420,7 @@ class Supervisor:
 
     def alive(self) -> list[Slot]:
         """Slots whose process has not been reaped yet."""
-        return [s for s in self.slots if s.proc is not None]
+        return [s for s in self.all_slots if s.proc is not None]
 
     def ask_to_exit(self) -> None:
         """SHUTDOWN to every live worker."""
@@ -414,7 +436,7 @@ class Supervisor:
 
     def pidfds(self) -> dict[int, Slot]:
         """The pidfds to poll for exits."""
-        return {s.pidfd: s for s in self.slots if s.pidfd is not None}
+        return {s.pidfd: s for s in self.all_slots if s.pidfd is not None}
 
     def counts(self) -> dict[str, int]:
         """Slots by state."""

@@ -119,7 +119,7 @@ class RunningService:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, n: int, timeout: float = 30) -> list[dict[str, Any]]:
-        """Wait until `n` workers are ready and idle; return the rows."""
+        """Wait until `n` workers (and every warm spare) are up; return the rows."""
         rows: list[dict[str, Any]] = []
 
         def ready() -> bool:
@@ -129,9 +129,11 @@ class RunningService:
                 rows[:] = self.workers()
             except Exception:
                 return False
-            return sum(r["state"] in ("ready", "busy") for r in rows) >= n
+            up = [r for r in rows if r["state"] in ("ready", "busy")]
+            # every working slot up, and the warm spares too, so tests start from a settled service
+            return sum(not r["spare"] for r in up) >= n and len(up) == len(rows)
 
-        wait_for(ready, timeout, f"{n} ready workers")
+        wait_for(ready, timeout, f"{n} ready workers and their spares")
         return rows
 
     def notes_count(self) -> int:

@@ -28,6 +28,7 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
             for b in service.buckets
         ],
         "workers": {k: v for k, v in sup.counts().items() if v} | {"total": len(sup.slots)},
+        "spares": {"total": len(sup.spares), "ready": sum(s.state.value == "ready" for s in sup.spares)},
         "jobs": service.jobs.counts(),
         "watcher": dict(service.watcher.stats),
         "protocol": dict(sup.stats),

@@ -15,7 +15,7 @@ HELP = "one row per worker: pid, state, heartbeat age, jobs, restarts, memory, C
 def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows, as the JSON output shows them."""
     now = service.clock()
-    return [slot.row(now) for slot in service.supervisor.slots]
+    return [slot.row(now) for slot in service.supervisor.all_slots]
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -23,7 +23,7 @@ def render(rows: list[dict[str, Any]]) -> str:
     headers = ["slot", "pid", "state", "beat", "done", "failed", "restarts", "rss", "cpu", "uptime", "file"]
     table = [
         [
-            r["slot"],
+            f"{r['slot']} (spare)" if r.get("spare") else r["slot"],
             r["pid"],
             r["state"] + (f" ({r['retry_in_s']:.1f}s)" if r.get("retry_in_s") is not None else ""),
             human_seconds(r["last_heartbeat_age_s"]),

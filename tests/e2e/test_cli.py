@@ -79,13 +79,15 @@ def test_ctl_tables_and_json_against_a_running_service(scratch: Path) -> None:
         table = cli("-m", "coordinator.ctl", "--state-dir", state, "workers")
         assert table.returncode == 0, table.stderr
         header, *rows = table.stdout.strip().splitlines()
-        assert header.split()[:3] == ["SLOT", "PID", "STATE"] and len(rows) == 2
+        assert header.split()[:3] == ["SLOT", "PID", "STATE"] and len(rows) == 3  # 2 workers, 1 warm spare
+        assert sum("(spare)" in row for row in rows) == 1
 
         as_json = cli("-m", "coordinator.ctl", "workers", "--json", "--state-dir", state)
         workers = json.loads(as_json.stdout)
         required = {"slot", "pid", "state", "last_heartbeat_age_s", "jobs_done", "jobs_failed", "restarts"}
         required |= {"rss_bytes", "cpu_percent", "uptime_s", "current_job"}
         assert all(required <= set(w) for w in workers)
+        assert [w["spare"] for w in workers] == [False, False, True]
         assert sum(w["jobs_done"] for w in workers) == 1
         assert {w["state"] for w in workers} <= {"ready", "busy"}
 

@@ -18,6 +18,7 @@ from coordinator.health import Health
 from coordinator.outcomes import Outcomes
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
+from coordinator.slots import Slot
 from coordinator.states import SlotState
 from coordinator.supervisor import Supervisor
 from protocol.codec import encode
@@ -79,6 +80,9 @@ class Rig:
 
     def frame(self, slot: int, body: Body) -> None:
         self.sup.on_frame(self.sup.slots[slot].identity, encode(body), self.now)
+
+    def frame_to(self, slot: Slot, body: Body) -> None:
+        self.sup.on_frame(slot.identity, encode(body), self.now)
 
     def make_ready(self, slot: int) -> None:
         s = self.sup.slots[slot]
@@ -227,3 +231,29 @@ def test_dispatch_prefers_the_least_recently_used_worker(rig: Rig) -> None:
     rig.frame(0, Result(job_id=job0, output_path="/n/x", duration_s=0.1, facts=facts()))
     rig.sup.dispatch(rig.now)
     assert first == [b"0.1", b"1.1"] and rig.executes()[-1][0] == b"0.1"
+
+
+def test_a_ready_spare_takes_over_a_dead_slot_at_once_and_is_refilled_later(rig: Rig) -> None:
+    rig.make_ready(0)
+    spare = rig.sup.spares[0]
+    spare_pid = spare.pid
+    rig.frame_to(spare, Ready(slot=spare.index, generation=spare.generation, pid=spare_pid, version="t"))
+    assert spare.state is SlotState.READY
+    rig.sup.slots[0].proc.returncode = -signal.SIGKILL  # type: ignore[union-attr]
+    rig.advance(0.01)
+    slot = rig.sup.slots[0]
+    assert slot.state is SlotState.READY and slot.pid == spare_pid and slot.restarts == 1
+    assert spare.state is SlotState.BACKOFF and spare.pid is None
+    # the promoted process's frames now count for slot 0, and it gets work
+    rig.add_job()
+    rig.sup.dispatch(rig.now)
+    assert rig.executes()[-1][0] == slot.identity == b"2.1"
+    rig.advance(1.0)  # past the spare's backoff: a new spare is starting
+    assert spare.state is SlotState.STARTING and spare.generation == 2
+
+
+def test_spares_are_never_given_jobs(rig: Rig) -> None:
+    spare = rig.sup.spares[0]
+    rig.frame_to(spare, Ready(slot=spare.index, generation=spare.generation, pid=spare.pid or 0, version="t"))
+    rig.add_job()
+    assert rig.sup.dispatch(rig.now) == 0
