@@ -218,6 +218,9 @@ class Supervisor:
             return
         self._free(slot)
         slot.jobs_done += 1
+        # Hand the worker its next file before the bookkeeping: the record write and the queue update
+        # then overlap with the worker's next job instead of adding to its idle time.
+        self.dispatch(now, only=slot)
         self.outcomes.success(job, body)
 
     def _on_error(self, slot: Slot, body: Error, now: float) -> None:
@@ -369,12 +372,16 @@ class Supervisor:
 
     # -- jobs out ----------------------------------------------------------------------------------------
 
-    def dispatch(self, now: float) -> int:
-        """Hand queued jobs to idle workers, least recently used first; return how many went out."""
+    def dispatch(self, now: float, *, only: Slot | None = None) -> int:
+        """Hand queued jobs to idle workers (or just to `only`), least recently used first; return how many
+        went out."""
         if self.stopping:
             return 0
+        if self.jobs.has_new():
+            self.jobs.flush()  # a job goes out only once its row is committed
         sent = 0
-        idle = [s for s in self.slots if s.state is SlotState.READY and s.job is None]
+        candidates = self.slots if only is None else [only]
+        idle = [s for s in candidates if s.state is SlotState.READY and s.job is None]
         idle.sort(key=lambda s: s.last_dispatch)
         for slot in idle:
             job = self.jobs.pop_queued()
