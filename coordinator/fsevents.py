@@ -159,7 +159,7 @@ class Observation:
             raise
 
     def _start(self, roots: list[str]) -> BaseObserver:
-        observer = PollingObserver() if self.polling else Observer()
+        observer = PollingObserver() if self.polling else _native_observer()
         for root in roots:
             self._schedule(observer, root)
         try:
@@ -214,3 +214,14 @@ class Observation:
             observer.join(timeout=5)
         if observer.is_alive():
             logger.warning("watcher: observer thread did not stop within 5 s")
+
+
+def _native_observer() -> BaseObserver:
+    """inotify with full move events where available: a file renamed in from outside every bucket (the usual
+    atomic drop) then arrives as a move with an empty source, ready at once, instead of as "created", which
+    has to wait out the settle window because a writer may still hold it open."""
+    try:
+        from watchdog.observers.inotify import InotifyObserver
+    except ImportError:  # not Linux
+        return Observer()
+    return InotifyObserver(generate_full_events=True)

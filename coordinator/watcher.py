@@ -8,7 +8,9 @@ When a file is ready (emitted as a `Sighting`):
 
 - closed after writing (`FileClosedEvent`), or renamed to its name inside a bucket (`FileMovedEvent`, e.g.
   `x.tmp -> x.csv`): lstat it and emit at once, no debounce;
-- seen only as created (a rename from outside a bucket also arrives as "created"), or found by a scan: emit at
+- renamed in from outside every bucket: inotify reports an unmatched IN_MOVED_TO, which the observer (with
+  `generate_full_events`) passes on as a move with no source: emit at once, like any rename;
+- seen only as created, or found by a scan: emit at
   once if its mtime is already `settle_s` old (any write moves mtime to now, so nobody is writing it), else
   once size, mtime_ns and inode have stayed the same for `settle_s` (re-stat at each check);
 - a symlink, FIFO, device or socket: emit at once with its `kind` (there is no content to settle, and the
@@ -210,8 +212,10 @@ class Watcher:
         elif kind == "moved":
             self._settler.discard(path)  # the old name is gone; the new one is judged below
             self._look_at(dest, out, ready=True)
-        elif kind in ("dir_created", "dir_moved"):
-            self._queue_dir(dest or path)
+        elif kind == "dir_created":
+            self._queue_dir(path)
+        elif kind == "dir_moved" and dest:  # a directory moved out of every bucket has no dest
+            self._queue_dir(dest)
 
     def _locate(self, path: str) -> tuple[_Bucket, str] | None:
         """The bucket holding absolute `path` and the posix path relative to its root ("" for the root)."""

@@ -253,12 +253,25 @@ def test_directory_moved_into_a_bucket_is_scanned(tmp_path: Path, make: Make) ->
 
 @pytest.mark.timeout(60)
 def test_settled_file_moved_in_from_outside_is_emitted_at_once(tmp_path: Path, make: Make) -> None:
-    # A rename from outside the watched tree reaches us as "created"; its old mtime says nobody is writing.
+    # A rename from outside the watched tree: ready at once (and its old mtime says nobody is writing).
     src = write(tmp_path / "elsewhere" / "report.pdf", b"%PDF", old=True)
     rec = make(settle_s=5.0)
     rec.poll()
     src.rename(tmp_path / "in" / "report.pdf")
     rec.until_seen("report.pdf", timeout=4.0)
+
+
+@pytest.mark.timeout(60)
+def test_fresh_file_renamed_in_from_outside_is_emitted_without_waiting_to_settle(
+    tmp_path: Path, make: Make
+) -> None:
+    # The usual atomic drop: write elsewhere, rename in. inotify's unmatched IN_MOVED_TO says no writer
+    # can still hold it, so the settle window (5 s here) must not apply, however fresh its mtime.
+    rec = make(settle_s=5.0)
+    rec.poll()
+    staged = write(tmp_path / "staging" / "fresh.txt", b"just written")
+    os.rename(staged, tmp_path / "in" / "fresh.txt")
+    rec.until_seen("fresh.txt", timeout=2.0)
 
 
 @pytest.mark.timeout(60)
