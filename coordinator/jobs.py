@@ -7,7 +7,6 @@ the supervisor, the records writer and the control commands can share it without
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from coordinator.states import JobState
 
@@ -20,9 +19,9 @@ class Job:
 
     id: int
     key: VersionKey
-    path: Path
+    path: str  # absolute; strings, not Paths: a scan admits 100,000 jobs and pathlib parsing was its top cost
     relpath: str
-    output_path: Path
+    output_path: str
     kind: str = "file"
     state: JobState = JobState.QUEUED
     attempts: int = 0  # times handed to a worker

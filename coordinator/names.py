@@ -57,11 +57,14 @@ class GlobSet:
 
     def __init__(self, globs: Iterable[str]) -> None:
         globs = list(globs)
+        self.everything = "*" in globs  # the default include: skip the regex for every file of a scan
         self._by_name = _compile(g for g in globs if "/" not in g)
         self._by_path = _compile(g for g in globs if "/" in g)
 
     def matches(self, relpath: str, name: str) -> bool:
         """Whether `relpath` (posix, relative to the bucket) or its basename `name` matches a glob."""
+        if self.everything:
+            return True
         return bool(
             (self._by_name is not None and self._by_name.match(name))
             or (self._by_path is not None and self._by_path.match(relpath))

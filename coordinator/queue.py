@@ -66,9 +66,9 @@ def job_from_row(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
         key=(row["bucket"], row["relpath"], row["size"], row["mtime_ns"], row["inode"]),
-        path=Path(row["path"]),
+        path=row["path"],
         relpath=row["relpath"],
-        output_path=Path(row["output_path"]),
+        output_path=row["output_path"],
         kind=row["kind"],
         state=JobState(row["state"]),
         attempts=row["attempts"],
@@ -133,7 +133,7 @@ class JobQueue:
     # -- adding and looking up ---------------------------------------------------------------------------
 
     def add(
-        self, key: VersionKey, *, path: Path, relpath: str, output_path: Path, kind: str = "file"
+        self, key: VersionKey, *, path: str | Path, relpath: str, output_path: str | Path, kind: str = "file"
     ) -> Job | None:
         """Enqueue a new version; None when this version is already known (a duplicate sighting)."""
         if key in self._keys:
@@ -141,9 +141,9 @@ class JobQueue:
         job = Job(
             id=next(self._ids),
             key=key,
-            path=path,
+            path=str(path),
             relpath=relpath,
-            output_path=output_path,
+            output_path=str(output_path),
             kind=kind,
             created_at=self.clock(),
         )
@@ -284,9 +284,9 @@ class JobQueue:
         self._superseded += [row[0] for row in self._new_records if row[1] == job.id]
         self._enqueue(job, front=True)
 
-    def set_path(self, job: Job, path: Path) -> None:
+    def set_path(self, job: Job, path: str | Path) -> None:
         """The input moved (processed/ or quarantine/): remember where it is now."""
-        job.path = path
+        job.path = str(path)
         self._dirty[job.id] = job
 
     # -- committing --------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ class Service:
                 polling=cfg.watcher.polling,
                 clock=self.clock,
             )
-            self._outputs = {b.name: cfg.bucket_output(b) for b in self.buckets}
+            self._outputs = {b.name: f"{cfg.bucket_output(b)}{os.sep}" for b in self.buckets}
             control = ControlServer(control_sock, self)
             logger.info(
                 "coordinator {} starting: {} workers, buckets {}, state dir {}",
@@ -256,10 +256,10 @@ class Service:
     def _admit(self, s: Sighting) -> None:
         """A settled sighting becomes a job, unless this version is known; a non-regular entry is recorded
         as a FileAccess error (after its row is committed) and never opened."""
-        output = self._outputs[s.bucket] / f"{s.relpath}.obs.md"
+        output = f"{self._outputs[s.bucket]}{s.relpath}.obs.md"
         self.jobs.add(
             s.key,
-            path=s.path,
+            path=s.abspath,
             relpath=s.relpath,
             output_path=output,
             kind=s.kind,

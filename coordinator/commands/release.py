@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
@@ -77,7 +78,7 @@ def restore_input(service: Service, job: Job) -> None:
     (a newer version, with its own job), and keeps the inode, so the watcher sees the version it already
     knows and adds no second job for it.
     """
-    if not job.path.is_relative_to(service.config.quarantine_dir()):
+    if not Path(job.path).is_relative_to(service.config.quarantine_dir()):
         return
     bucket = next((b for b in service.buckets if b.name == job.bucket), None)
     if bucket is None:
