@@ -155,6 +155,7 @@ class Service:
                 wake=self._wake,
                 polling=cfg.watcher.polling,
                 clock=self.clock,
+                known=self.jobs.knows,
             )
             self._outputs = {b.name: f"{cfg.bucket_output(b)}{os.sep}" for b in self.buckets}
             control = ControlServer(control_sock, self)

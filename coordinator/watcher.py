@@ -110,8 +110,12 @@ class Watcher:
         wake: Callable[[], None],
         polling: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        known: Callable[[Key], bool] = lambda key: False,
     ) -> None:
         self._buckets: dict[str, _Bucket] = {}
+        # Versions the caller already has (the job queue): a rescan skips them instead of re-emitting
+        # every file of the buckets every interval.
+        self._known = known
         for name, root, patterns, ignore in buckets:
             absolute = os.path.abspath(os.fspath(root))
             rules = NameRules(temp_ignore, patterns, ignore)
@@ -281,7 +285,7 @@ class Watcher:
 
     def _emit(self, bucket: _Bucket, relpath: str, st: os.stat_result, out: dict[Key, Sighting]) -> None:
         key = (bucket.name, relpath, st.st_size, st.st_mtime_ns, st.st_ino)
-        if key in out:
+        if key in out or self._known(key):
             return
         kind = kind_of(st.st_mode)
         out[key] = Sighting(bucket.name, bucket.root_path, bucket.prefix + relpath, relpath, kind, *key[2:])

@@ -541,3 +541,31 @@ def test_rejected_and_ignored_files_are_counted_once_across_rescans(tmp_path: Pa
         assert w.stats["rejected"] == 1 and w.stats["ignored"] == 1
     finally:
         w.stop()
+
+
+@pytest.mark.timeout(60)
+def test_versions_the_queue_knows_are_not_emitted_again(tmp_path: Path) -> None:
+    bucket = tmp_path / "b"
+    write(bucket / "old.txt", old=True)
+    seen: set[tuple[str, str, int, int, int]] = set()
+    w = Watcher(
+        [("b", bucket, ["*"], [])],
+        temp_ignore=[],
+        exclude_dirs=[],
+        settle_s=0.0,
+        rescan_interval_s=3600,
+        wake=lambda: None,
+        known=lambda key: key in seen,
+    )
+    w.start()
+    try:
+        first = w.poll()
+        assert [s.relpath for s in first] == ["old.txt"]
+        seen.update(s.key for s in first)
+        w.request_rescan()
+        assert w.poll() == []
+        write(bucket / "old.txt", b"changed", old=True)  # a new version is news again
+        w.request_rescan()
+        assert [s.relpath for s in w.poll()] == ["old.txt"]
+    finally:
+        w.stop()
