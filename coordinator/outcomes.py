@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 from loguru import logger
 
@@ -76,7 +77,7 @@ class Outcomes:
         if self._terminal(
             job,
             JobState.DONE,
-            lambda: self.records.success(job, result=body.model_dump(), duration_s=body.duration_s),
+            lambda: self.records.success(job, result=_as_dict(body), duration_s=body.duration_s),
             None,
         ):
             self._after_success(job)
@@ -169,3 +170,8 @@ class Outcomes:
                 self.queue.set_path(job, moved)
         elif mode == "delete":
             delete_input(job)
+
+
+def _as_dict(body: Result) -> dict[str, Any]:
+    """The RESULT's fields as plain data; `__dict__` of a validated model, cheaper than `model_dump()`."""
+    return {"output_path": body.output_path, "facts": dict(body.facts.__dict__) if body.facts else None}
