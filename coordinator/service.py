@@ -39,6 +39,8 @@ from protocol.version import MAX_FRAME_BYTES
 
 #: Longest the loop sleeps with nothing due: bounds the delay of timer-driven decisions.
 MAX_TICK_S = 0.1
+#: New jobs are committed in batches of this many while a big scan is admitted (bounds peak memory).
+ADMIT_BATCH = 5000
 #: How often the supervisor looks at its timers (kills, hangs, restarts, heartbeats) when no worker exited:
 #: a worker's exit wakes it at once through its pidfd.
 SUPERVISOR_TICK_S = 0.02
@@ -226,8 +228,12 @@ class Service:
             woken = wake_r in ready or (due is not None and due <= now) or now - last_watch >= MAX_TICK_S
             if not stop.active and woken:
                 last_watch = now
-                for sighting in self.watcher.poll():
+                sightings = self.watcher.poll()
+                for i, sighting in enumerate(sightings, 1):
                     self._admit(sighting)
+                    if i % ADMIT_BATCH == 0:
+                        self.jobs.flush()  # a 100k-file scan committed in one go held every row twice
+                del sightings
             # Commit new jobs before anything leaves: a job a worker holds, or a record names, has a row.
             if self.jobs.has_new():
                 self.jobs.flush()

@@ -63,24 +63,37 @@ class Sighting:
     "missing" is left to the coordinator for files that vanish later).
     """
 
-    bucket: str
     root: Path
     abspath: str
-    relpath: str
     kind: str
-    size: int
-    mtime_ns: int
-    inode: int
+    key: Key  # the idempotency key of this version: (bucket, relpath, size, mtime_ns, inode)
+
+    # One key tuple, shared with the job made from it: a 100k-file scan holds 100k of each at once.
+
+    @property
+    def bucket(self) -> str:
+        return self.key[0]
+
+    @property
+    def relpath(self) -> str:
+        return self.key[1]
+
+    @property
+    def size(self) -> int:
+        return self.key[2]
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.key[3]
+
+    @property
+    def inode(self) -> int:
+        return self.key[4]
 
     @property
     def path(self) -> Path:
         """The entry's absolute path (built on demand: the loop only needs `abspath`)."""
         return Path(self.abspath)
-
-    @property
-    def key(self) -> Key:
-        """The idempotency key of this version of the file: (bucket, relpath, size, mtime_ns, inode)."""
-        return (self.bucket, self.relpath, self.size, self.mtime_ns, self.inode)
 
 
 @dataclass(slots=True)
@@ -288,7 +301,7 @@ class Watcher:
         if key in out or self._known(key):
             return
         kind = kind_of(st.st_mode)
-        out[key] = Sighting(bucket.name, bucket.root_path, bucket.prefix + relpath, relpath, kind, *key[2:])
+        out[key] = Sighting(bucket.root_path, bucket.prefix + relpath, kind, key)
 
     def _check_settling(self, out: dict[Key, Sighting]) -> None:
         now = self._clock()
