@@ -389,8 +389,7 @@ class Supervisor:
                 break
             deadline = self.config.jobs.deadline_s
             self.jobs.mark_running(job, slot.name, lease_s=deadline + self.config.jobs.deadline_grace_s)
-            # Our own message, built from validated state: construct it without re-validating (hot path).
-            msg = Execute.model_construct(
+            msg = Execute(
                 job_id=job.wire_id,
                 path=str(job.path),
                 bucket=job.bucket,
