@@ -136,6 +136,27 @@ class RunningService:
         wait_for(ready, timeout, f"{n} ready workers and their spares")
         return rows
 
+    def kill_holder_twice(self, name: str = "poison.bin", slot: int = 0) -> list[int]:
+        """Drop a slow file (a 4 GiB sparse one, which takes seconds to hash: the config must allow it) as
+        `name`, and SIGKILL the worker of `slot` each time it holds it, twice: the file is quarantined.
+        Returns the killed pids."""
+        staged = self.base / f".{name}"
+        with open(staged, "wb") as fh:
+            fh.truncate(4 * 1024 * 1024 * 1024)
+        os.rename(staged, self.bucket / name)
+        killed: list[int] = []
+        row: dict[str, Any] = {}
+
+        def holding() -> bool:
+            row.update(self.workers()[slot])
+            return row["state"] == "busy" and row["pid"] not in killed
+
+        while len(killed) < 2:
+            wait_for(holding, 30, "the worker to hold the file")
+            os.kill(row["pid"], signal.SIGKILL)
+            killed.append(row["pid"])
+        return killed
+
     def notes_count(self) -> int:
         return sum(1 for _ in self.notes.rglob("*.obs.md"))
 

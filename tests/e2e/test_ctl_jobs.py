@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -149,22 +148,8 @@ def test_a_quarantined_job_is_listed_and_released_back_into_its_bucket(scratch: 
     extra = "\n[jobs]\nmax_input_bytes = 8589934592\nquarantine_move = true\n"
     with RunningService(scratch, workers=1, extra_config=extra) as svc:
         svc.wait_ready(1)
-        big = scratch / "big.bin"
-        with open(big, "wb") as fh:  # sparse, and slow enough to hash that we can catch the worker holding it
-            fh.truncate(4 * 1024 * 1024 * 1024)
         dropped = svc.bucket / "poison.bin"
-        os.rename(big, dropped)
-        killed: list[int] = []
-        row: dict[str, Any] = {}
-
-        def holding() -> bool:
-            row.update(svc.workers()[0])
-            return row["state"] == "busy" and row["pid"] not in killed
-
-        while len(killed) < 2:
-            wait_for(holding, 30, "the worker to hold the file")
-            os.kill(row["pid"], signal.SIGKILL)
-            killed.append(row["pid"])
+        svc.kill_holder_twice(dropped.name)
         wait_for(lambda: ctl_json(svc.state, "quarantine"), 30, "a quarantined job")
 
         (job,) = ctl_json(svc.state, "quarantine", "list")

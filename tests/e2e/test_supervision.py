@@ -71,21 +71,7 @@ def test_a_file_that_kills_its_worker_twice_is_quarantined(scratch: Path) -> Non
     extra = "\n[jobs]\nmax_input_bytes = 8589934592\n"
     with RunningService(scratch, workers=1, extra_config=extra) as svc:
         svc.wait_ready(1)
-        big = scratch / "big.bin"
-        with open(big, "wb") as fh:  # sparse, and slow enough to hash that we can catch the worker holding it
-            fh.truncate(4 * 1024 * 1024 * 1024)
-        os.rename(big, svc.bucket / "poison.bin")
-        killed: list[int] = []
-        row: dict = {}
-
-        def holding() -> bool:
-            row.update(svc.workers()[0])
-            return row["state"] == "busy" and row["pid"] not in killed
-
-        while len(killed) < 2:
-            wait_for(holding, 30, "the worker to hold the file")
-            os.kill(row["pid"], signal.SIGKILL)
-            killed.append(row["pid"])
+        svc.kill_holder_twice("poison.bin")
         wait_for(lambda: svc.status()["jobs"]["quarantined"] == 1, 30, "the job to be quarantined")
         (error,) = svc.records_of("ERROR")
         assert error["category"] == "WorkerCrash"
