@@ -53,6 +53,7 @@ class Slot:
     last_exit: str | None = None
     sandbox: list[str] = field(default_factory=list)
     spare: bool = False  # a warm spare: started and READY, never given jobs, takes over a dead slot
+    refill: bool = False  # a spare waiting to be refilled after a takeover (not a restart)
     name: str = ""  # the process's `<slot>.<generation>` routing id (a promoted spare keeps its own)
 
     @property

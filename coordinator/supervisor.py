@@ -256,7 +256,9 @@ class Supervisor:
             if slot.proc is not None and slot.proc.poll() is not None:
                 self._on_exit(slot, now)
             elif slot.state is SlotState.BACKOFF and now >= slot.retry_at and not self.stopping:
-                slot.restarts += 1
+                if not slot.refill:
+                    slot.restarts += 1
+                slot.refill = False
                 self._start(slot, now)
             elif slot.proc is not None:
                 self._watch(slot, now)
@@ -361,6 +363,7 @@ class Supervisor:
             self._by_identity[slot.identity] = slot
             slot.restarts += 1
             spare.state, spare.retry_at = SlotState.BACKOFF, now + delay
+            spare.refill = True  # its next start replaces what it gave away; it did not crash
             logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
             return
         slot.state = SlotState.BACKOFF

@@ -250,6 +250,7 @@ def test_a_ready_spare_takes_over_a_dead_slot_at_once_and_is_refilled_later(rig:
     assert rig.executes()[-1][0] == slot.identity == b"2.1"
     rig.advance(1.0)  # past the spare's backoff: a new spare is starting
     assert spare.state is SlotState.STARTING and spare.generation == 2
+    assert spare.restarts == 0  # giving its process away is not a crash
 
 
 def test_spares_are_never_given_jobs(rig: Rig) -> None:
