@@ -9,6 +9,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage (nothi
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -79,14 +80,18 @@ def main(argv: list[str] | None = None) -> int:
 
     from coordinator.lock import StateDirBusy
     from coordinator.logsetup import setup_logging
+    from coordinator.schema import SchemaTooNew
     from coordinator.service import Service
 
     setup_logging(config.service.log_level, json=config.service.log_json)
     try:
         return Service(config).run()
-    except StateDirBusy as exc:
+    except (StateDirBusy, SchemaTooNew) as exc:
         print(f"ob-coordinator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except sqlite3.DatabaseError as exc:
+        print(f"ob-coordinator: queue database in {config.service.state_dir}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except OSError as exc:
         print(f"ob-coordinator: cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILURE

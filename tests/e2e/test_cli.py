@@ -109,3 +109,16 @@ def test_a_second_coordinator_on_the_same_state_dir_is_refused(scratch: Path) ->
         assert "another coordinator" in second.stderr and str(svc.proc.pid) in second.stderr
         assert svc.workers()[0]["state"] == "ready"
         assert svc.stop() == 0
+
+
+def test_a_queue_database_from_a_newer_version_is_refused_in_one_line(scratch: Path) -> None:
+    import sqlite3
+
+    state = scratch / "state"
+    state.mkdir()
+    conn = sqlite3.connect(state / "queue.db")
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    result = cli("-m", "coordinator.cli", "start", "--state-dir", str(state), "--bucket", str(scratch / "b"))
+    assert result.returncode == 2
+    assert "schema v999" in result.stderr and "Traceback" not in result.stderr
