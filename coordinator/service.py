@@ -233,6 +233,7 @@ class Service:
                     self._admit(sighting)
                     if i % ADMIT_BATCH == 0:
                         self.jobs.flush()  # a 100k-file scan committed in one go held every row twice
+                        sup.beat(self.clock())
                 del sightings
             # Commit new jobs before anything leaves: a job a worker holds, or a record names, has a row.
             if self.jobs.has_new():

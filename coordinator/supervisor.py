@@ -262,13 +262,19 @@ class Supervisor:
                 self._start(slot, now)
             elif slot.proc is not None:
                 self._watch(slot, now)
-        if now >= self._next_beat:
-            self._next_beat = now + self.sup.heartbeat_interval_s
-            beat = Heartbeat()
-            for slot in self.all_slots:
-                if slot.state in (SlotState.READY, SlotState.BUSY):
-                    self.send(slot.identity, beat)
-                slot.sample()
+        self.beat(now)
+
+    def beat(self, now: float) -> None:
+        """Heartbeat every live worker and sample its memory and CPU, if the interval has passed. Also called
+        between batches of a long admission, so a big scan does not look like a dead coordinator."""
+        if now < self._next_beat:
+            return
+        self._next_beat = now + self.sup.heartbeat_interval_s
+        beat = Heartbeat()
+        for slot in self.all_slots:
+            if slot.state in (SlotState.READY, SlotState.BUSY):
+                self.send(slot.identity, beat)
+            slot.sample()
 
     def _watch(self, slot: Slot, now: float) -> None:
         if slot.kill is not None:

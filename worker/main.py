@@ -38,6 +38,11 @@ from worker import __version__
 from worker.jobs import run_job
 from worker.runner import JobRunner
 
+#: A silent coordinator is given this many liveness windows before we leave. Its death is caught at once by
+#: the parent-death signal; silence is the fallback, and a coordinator admitting a huge scan may
+#: legitimately fall quiet for a few seconds.
+COORDINATOR_GRACE = 3
+
 #: Exit codes the coordinator can tell apart.
 EXIT_OK = 0
 EXIT_COORDINATOR_LOST = 3
@@ -139,7 +144,7 @@ class WorkerLoop:
             if self.config is None and now - started > max(10.0, interval * liveness * 5):
                 logger.error("no CONFIG from {} after READY; exiting", self.endpoint)
                 return EXIT_NO_CONFIG
-            if now - last_heard > interval * liveness:
+            if now - last_heard > interval * liveness * COORDINATOR_GRACE:
                 logger.error("coordinator silent for {:.1f}s; exiting", now - last_heard)
                 return EXIT_COORDINATOR_LOST
             if now >= next_beat:

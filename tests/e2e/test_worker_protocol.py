@@ -138,5 +138,5 @@ def test_a_coordinator_of_another_version_makes_the_worker_leave(coordinator: Fa
 
 
 def test_a_silent_coordinator_makes_the_worker_exit(coordinator: FakeCoordinator) -> None:
-    configure(coordinator)  # liveness 3 x 0.5 s, then the worker gives up on us
+    configure(coordinator)  # 3 liveness windows of 3 x 0.5 s, then the worker gives up on us
     assert coordinator.proc.wait(timeout=10) == 3
