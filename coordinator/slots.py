@@ -12,6 +12,7 @@ import psutil
 
 from coordinator.backoff import RestartPolicy
 from coordinator.jobs import Job
+from coordinator.silence import SilenceWatch
 from coordinator.states import SlotState
 
 
@@ -48,8 +49,7 @@ class Slot:
     cpu_percent: float | None = None
     retry_at: float = 0.0
     kill: Kill | None = None
-    silent_since: float | None = None
-    silent_cpu: float | None = None
+    silence: SilenceWatch = field(default_factory=SilenceWatch)
     last_exit: str | None = None
     sandbox: list[str] = field(default_factory=list)
     spare: bool = False  # a warm spare: started and READY, never given jobs, takes over a dead slot
@@ -75,7 +75,7 @@ class Slot:
         self.started_wall = time.time()
         self.last_seen = now
         self.kill = None
-        self.silent_since = self.silent_cpu = None
+        self.silence.reset()
         self.rss_bytes = self.cpu_percent = None
         if self.ps is not None:
             try:
@@ -93,7 +93,7 @@ class Slot:
         )
         self.sandbox, self.rss_bytes, self.cpu_percent = spare.sandbox, spare.rss_bytes, spare.cpu_percent
         self.kill = None
-        self.silent_since = self.silent_cpu = None
+        self.silence.reset()
         self.state = SlotState.READY
         spare.proc = spare.ps = spare.pidfd = None
 

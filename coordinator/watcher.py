@@ -29,7 +29,10 @@ the `watchdog.observers.inotify_c` logger, and nothing at all is heard from NFS/
 again every `rescan_interval_s`, and at once when that log line appears (`rescans_overflow`). A full scan
 also re-watches a bucket root that was deleted or replaced and has come back. Re-sighting the same version of
 a file is harmless: `Sighting.key` is the job queue's idempotency key. Within one `poll()` each key appears
-once.
+once, and a version the queue already knows (`known`) is not emitted again.
+
+A little past ~400 lines: the event and scan paths share the ready rules above and are read together;
+names, scanning, settling and watchdog plumbing are in `names`, `scanner`, `settle` and `fsevents`.
 """
 
 from __future__ import annotations
