@@ -61,6 +61,9 @@ class SupervisorConfig(_Section):
     kill_grace_s: float = Field(default=2.0, ge=0, le=60)
     quarantine_after: int = Field(default=2, ge=1, le=100)
     spare_workers: int = Field(default=1, ge=0, le=16)
+    # Workers run this much nicer than the coordinator, so a worker spinning on a hostile file cannot starve
+    # the loop that heartbeats, times and replaces it (and a big start-up scan is not slowed by workers).
+    worker_nice: int = Field(default=5, ge=0, le=19)
 
 
 class JobsConfig(_Section):

@@ -140,7 +140,10 @@ class Service:
                 self.outcomes,
                 send=self._send(router),
                 spawn=make_spawner(
-                    f"ipc://{workers_path}", log_level=cfg.service.log_level, log_json=cfg.service.log_json
+                    f"ipc://{workers_path}",
+                    log_level=cfg.service.log_level,
+                    log_json=cfg.service.log_json,
+                    nice=cfg.supervisor.worker_nice,
                 ),
             )
             self.watcher = Watcher(

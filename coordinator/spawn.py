@@ -16,7 +16,9 @@ from collections.abc import Callable
 Spawner = Callable[[int, int], subprocess.Popen[bytes]]
 
 
-def worker_command(endpoint: str, slot: int, generation: int, *, log_level: str, log_json: bool) -> list[str]:
+def worker_command(
+    endpoint: str, slot: int, generation: int, *, log_level: str, log_json: bool, nice: int = 0
+) -> list[str]:
     """The argv of one worker (`python -m worker`, the same code as the `ob-worker` script)."""
     cmd = [
         sys.executable,
@@ -32,18 +34,20 @@ def worker_command(endpoint: str, slot: int, generation: int, *, log_level: str,
         str(os.getpid()),
         "--log-level",
         log_level,
+        "--nice",
+        str(nice),
     ]
     if log_json:
         cmd.append("--log-json")
     return cmd
 
 
-def make_spawner(endpoint: str, *, log_level: str, log_json: bool) -> Spawner:
+def make_spawner(endpoint: str, *, log_level: str, log_json: bool, nice: int = 0) -> Spawner:
     """A function that starts the worker for (slot, generation)."""
 
     def spawn(slot: int, generation: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json),
+            worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json, nice=nice),
             stdin=subprocess.DEVNULL,
             close_fds=True,
             start_new_session=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -21,7 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-json", action="store_true")
+    parser.add_argument("--nice", type=int, default=0, help="lower our CPU priority by this much, at once")
     args = parser.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
 
     from worker.lifeline import bind_to_parent
 

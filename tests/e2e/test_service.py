@@ -35,6 +35,8 @@ def test_four_workers_start_ready_and_stop_cleanly(scratch: Path) -> None:
         assert len({r["pid"] for r in rows}) == 4
         pids = [r["pid"] for r in rows]
         assert (svc.state / "run").stat().st_mode & 0o777 == 0o700
+        me = psutil.Process().nice()
+        assert all(psutil.Process(pid).nice() == me + 5 for pid in pids)  # workers yield to their supervisor
         assert (svc.state / "run" / "workers.sock").exists()
         assert svc.stop() == 0
     for pid in pids:
