@@ -68,6 +68,10 @@ class Outcomes:
         self.queue.finish(job, state, record=record, error=error)
         return True
 
+    def _error_end(self, job: Job, state: JobState, error: str, **record: Any) -> bool:
+        """End a job with an ERROR record (see `RecordWriter.error` for the fields)."""
+        return self._terminal(job, state, lambda: self.records.error(job, state=state, **record), error)
+
     # -- endings -----------------------------------------------------------------------------------------
 
     def success(self, job: Job, body: Result) -> None:
@@ -92,19 +96,15 @@ class Outcomes:
             logger.warning("job {} ({}) will be retried in {:.1f}s: {}", job.id, job.relpath, delay, summary)
             self.queue.requeue(job, summary, front=False, delay=delay)
             return
-        self._terminal(
+        self._error_end(
             job,
             JobState.FAILED,
-            lambda: self.records.error(
-                job,
-                state=JobState.FAILED,
-                category=body.category,
-                message=body.message,
-                name=body.name,
-                code=body.code,
-                stack=body.stack,
-            ),
             summary,
+            category=body.category,
+            message=body.message,
+            name=body.name,
+            code=body.code,
+            stack=body.stack,
         )
 
     def worker_died(self, job: Job, category: str, reason: str, code: str) -> None:
@@ -117,24 +117,18 @@ class Outcomes:
             return
         message = f"quarantined after {job.kills} worker deaths; last: {reason}"
         logger.error("job {} ({}) {}", job.id, job.relpath, message)
-        if (
-            self._terminal(
-                job,
-                JobState.QUARANTINED,
-                lambda: self.records.error(
-                    job,
-                    state=JobState.QUARANTINED,
-                    category=category,
-                    name="Quarantined",
-                    message=message,
-                    code=code,
-                    component="supervisor",
-                    recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
-                ),
-                f"{category}: {reason}",
-            )
-            and self.config.jobs.quarantine_move
-        ):
+        ended = self._error_end(
+            job,
+            JobState.QUARANTINED,
+            f"{category}: {reason}",
+            category=category,
+            name="Quarantined",
+            message=message,
+            code=code,
+            component="supervisor",
+            recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
+        )
+        if ended and self.config.jobs.quarantine_move:
             moved = move_input(job, self.config.quarantine_dir())
             if moved is not None:
                 self.queue.set_path(job, moved)
@@ -147,19 +141,15 @@ class Outcomes:
         """A symlink, FIFO, device or socket: recorded, never opened."""
         message = f"{job.relpath} is a {job.kind}, not a regular file; it was not opened"
         logger.warning("{}", message)
-        self._terminal(
+        self._error_end(
             job,
             JobState.FAILED,
-            lambda: self.records.error(
-                job,
-                state=JobState.FAILED,
-                category="FileAccess",
-                message=message,
-                code=job.kind,
-                component="watcher",
-                operation="admit",
-            ),
             f"FileAccess: {message}",
+            category="FileAccess",
+            message=message,
+            code=job.kind,
+            component="watcher",
+            operation="admit",
         )
 
     def _after_success(self, job: Job) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from coordinator.jobs import Job
+from coordinator.outcomes import Outcomes
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter, WrittenRecord, job_id_of
 from coordinator.states import TERMINAL_JOB_STATES, JobState
@@ -36,7 +36,7 @@ class RecoveryReport:
         return any((self.temp_removed, self.adopted, self.requeued, self.quarantined, self.orphans))
 
 
-def recover(queue: JobQueue, records: RecordWriter, *, quarantine_after: int) -> RecoveryReport:
+def recover(queue: JobQueue, records: RecordWriter, outcomes: Outcomes) -> RecoveryReport:
     """Run the recovery steps and commit their result."""
     report = RecoveryReport()
     indexed = queue.indexed_record_names()
@@ -62,32 +62,14 @@ def recover(queue: JobQueue, records: RecordWriter, *, quarantine_after: int) ->
             queue.finish(job, state, record=record)
             report.adopted += 1
     for job in queue.running():
-        _charge_coordinator_death(queue, records, job, quarantine_after, report)
+        # Its worker died with the coordinator: the same rule as any worker death (retry, or quarantine).
+        reason = f"the coordinator died while worker {job.worker} held it"
+        outcomes.worker_died(job, "WorkerCrash", reason, "coordinator-died")
+        if job.state is JobState.QUARANTINED:
+            report.quarantined += 1
+        else:
+            report.requeued += 1
     queue.flush()
     if report:
         logger.warning("recovery after an unclean stop: {}", report)
     return report
-
-
-def _charge_coordinator_death(
-    queue: JobQueue, records: RecordWriter, job: Job, quarantine_after: int, report: RecoveryReport
-) -> None:
-    job.kills += 1
-    reason = f"the coordinator died while worker {job.worker} held it"
-    if job.kills < quarantine_after:
-        queue.requeue(job, f"WorkerCrash: {reason}")
-        report.requeued += 1
-        return
-    message = f"quarantined after {job.kills} worker deaths; last: {reason}"
-    record = records.error(
-        job,
-        state=JobState.QUARANTINED,
-        category="WorkerCrash",
-        name="Quarantined",
-        message=message,
-        code="coordinator-died",
-        component="recovery",
-        recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
-    )
-    queue.finish(job, JobState.QUARANTINED, record=record, error=f"WorkerCrash: {reason}")
-    report.quarantined += 1

@@ -133,7 +133,7 @@ class Service:
             self.jobs = JobQueue(self.state_dir / "queue.db")
             self.records = RecordWriter(self.state_dir / "records")
             self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
-            self.recovery = recover(self.jobs, self.records, quarantine_after=cfg.supervisor.quarantine_after)
+            self.recovery = recover(self.jobs, self.records, self.outcomes)
             self.supervisor = Supervisor(
                 cfg,
                 self.jobs,

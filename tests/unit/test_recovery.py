@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from coordinator.config import load_config
+from coordinator.health import Health
+from coordinator.outcomes import Outcomes
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
-from coordinator.recovery import recover
+from coordinator.recovery import RecoveryReport
 from coordinator.states import JobState
 
 RESULT = {
@@ -21,6 +24,14 @@ RESULT = {
 
 def setup(tmp_path: Path) -> tuple[JobQueue, RecordWriter]:
     return JobQueue(tmp_path / "q.db"), RecordWriter(tmp_path / "records")
+
+
+def recover(queue: JobQueue, records: RecordWriter, *, quarantine_after: int) -> RecoveryReport:
+    """Recovery as the service runs it, with the job-ending rules of a default config."""
+    from coordinator import recovery
+
+    config = load_config(None, {"supervisor.quarantine_after": quarantine_after})
+    return recovery.recover(queue, records, Outcomes(config, queue, records, Health()))
 
 
 def running_job(q: JobQueue, name: str = "a.txt"):
