@@ -119,6 +119,9 @@ def test_a_queue_database_from_a_newer_version_is_refused_in_one_line(scratch: P
     conn = sqlite3.connect(state / "queue.db")
     conn.execute("PRAGMA user_version = 999")
     conn.close()
-    result = cli("-m", "coordinator.cli", "start", "--state-dir", str(state), "--bucket", str(scratch / "b"))
+    result = cli(
+        "-m", "coordinator.cli", "start",
+        "--state-dir", str(state), "--bucket", str(scratch / "b"), "--output", str(scratch / "notes"),
+    )  # fmt: skip
     assert result.returncode == 2
     assert "schema v999" in result.stderr and "Traceback" not in result.stderr
