@@ -60,6 +60,7 @@ class GlobSet:
         self.everything = "*" in globs  # the default include: skip the regex for every file of a scan
         self._by_name = _compile(g for g in globs if "/" not in g)
         self._by_path = _compile(g for g in globs if "/" in g)
+        self.empty = not globs  # matches nothing
 
     def matches(self, relpath: str, name: str) -> bool:
         """Whether `relpath` (posix, relative to the bucket) or its basename `name` matches a glob."""
@@ -78,6 +79,9 @@ class NameRules:
         self._temp = _compile(temp_ignore)
         self._include = GlobSet(list(patterns) or ["*"])
         self._ignore = GlobSet(ignore)
+        # The default bucket (include everything, ignore nothing) needs only the temp-name test: a scan asks
+        # about every file, so that case skips the glob sets.
+        self._names_only = self._include.everything and self._ignore.empty
 
     def is_temp(self, name: str) -> bool:
         """Whether one path component is a temp or hidden name (`.git`, `x.part`, `~lock`)."""
@@ -91,8 +95,10 @@ class NameRules:
         """
         name = relpath.rpartition("/")[2]
         if dirs_checked:
-            if self.is_temp(name):
+            if self._temp is not None and self._temp.match(name) is not None:
                 return "ignored"
+            if self._names_only:
+                return "ok"
         elif any(self.is_temp(part) for part in relpath.split("/")):
             return "ignored"
         if self._ignore.matches(relpath, name) or not self._include.matches(relpath, name):

@@ -41,7 +41,11 @@ _COLUMNS = (
     "id, bucket, relpath, size, mtime_ns, inode, path, output_path, kind, sha256, state, attempts, kills, "
     "worker, lease_until, not_before, created_at, started_at, finished_at, last_error, record"
 )
-_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(", ")))
+_INSERT_NEW = (
+    "INSERT INTO jobs (id, bucket, relpath, size, mtime_ns, inode, path, output_path, kind, state, "
+    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_QUEUED = JobState.QUEUED.value
 _UPDATE = (
     "UPDATE jobs SET sha256=?, state=?, attempts=?, kills=?, worker=?, lease_until=?, not_before=?, "
     "started_at=?, finished_at=?, last_error=?, record=?, path=? WHERE id=?"
@@ -316,12 +320,14 @@ class JobQueue:
             return
         new, dirty, records, superseded = self._new, self._dirty, self._new_records, self._superseded
         self._new, self._dirty, self._new_records, self._superseded = [], {}, [], []
-        fresh = {job.id for job in new}
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", [_row(j) for j in new])
-            db.executemany(_UPDATE, [_update(j) for j in dirty.values() if j.id not in fresh])
+            # A new job is inserted with the columns `add` sets (the rest are the table's defaults, which is
+            # what a new job holds); one that changed since is updated by the next statement. Binding 11
+            # values instead of 21 is a third of the insert's cost, on the start-up scan's hot path.
+            db.executemany(_INSERT_NEW, [_new_row(j) for j in new])
+            db.executemany(_UPDATE, [_update(j) for j in dirty.values()])
             db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", records)
             # After the inserts: a record written and superseded within one iteration is marked too.
             names = [(name,) for name in superseded]
@@ -372,17 +378,13 @@ class JobQueue:
         return len(self._keys)
 
 
-def _row(job: Job) -> tuple[Any, ...]:
-    b, rel, size, mtime_ns, inode = job.key
-    return (
-        job.id, b, rel, size, mtime_ns, inode, str(job.path), str(job.output_path), job.kind, job.sha256,
-        job.state.value, job.attempts, job.kills, job.worker, job.lease_until, job.not_before, job.created_at,
-        job.started_at, job.finished_at, job.last_error, job.record,
-    )  # fmt: skip
+def _new_row(job: Job) -> tuple[Any, ...]:
+    return (job.id, *job.key, job.path, job.output_path, job.kind, _QUEUED, job.created_at)
 
 
 def _update(job: Job) -> tuple[Any, ...]:
+    # `job.state` binds as its text (a StrEnum is a str); `.value` would cost a descriptor call per row.
     return (
-        job.sha256, job.state.value, job.attempts, job.kills, job.worker, job.lease_until, job.not_before,
-        job.started_at, job.finished_at, job.last_error, job.record, str(job.path), job.id,
+        job.sha256, job.state, job.attempts, job.kills, job.worker, job.lease_until, job.not_before,
+        job.started_at, job.finished_at, job.last_error, job.record, job.path, job.id,
     )  # fmt: skip

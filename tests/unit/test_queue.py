@@ -182,3 +182,22 @@ def test_a_record_superseded_in_the_same_iteration_is_marked(tmp_path: Path) -> 
     q.flush()
     assert q.db.execute("SELECT superseded FROM records").fetchone()[0] == 1
     assert job.attempts == 0 and job.worker is None
+
+
+def test_a_job_that_changes_before_its_first_commit_is_stored_as_it_is_then(tmp_path: Path) -> None:
+    # New jobs are inserted with only the columns `add` sets; later changes in the same batch are updates.
+    q = JobQueue(tmp_path / "q.db", clock=Clock())
+    untouched, changed = add(q, "a.txt"), add(q, "b.txt")
+    assert untouched is not None and changed is not None
+    q.mark_running(changed, "0.1", lease_s=10)
+    q.requeue(changed, "WorkerCrash: killed", delay=5)
+    q.close()
+    rows = {
+        row[0]: row[1:]
+        for row in sqlite3.connect(tmp_path / "q.db").execute(
+            "SELECT relpath, state, attempts, kills, worker, not_before, last_error, path, output_path, kind "
+            "FROM jobs"
+        )
+    }
+    assert rows["a.txt"] == ("queued", 0, 0, None, None, None, "/b/a.txt", "/n/a.txt", "file")
+    assert rows["b.txt"] == ("queued", 1, 0, None, 1_005.0, "WorkerCrash: killed", "/b/b.txt", "/n/b.txt", "file")
