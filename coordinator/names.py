@@ -52,6 +52,40 @@ def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
+_MAGIC = re.compile(r"[*?\[]")
+
+
+class NameGlobs:
+    """Globs matched against one name. The usual temp-name globs are a prefix (`~*`, `.*`) or a suffix
+    (`*.tmp`), which are string tests; only the others go to one regex. Every file of a scan is asked."""
+
+    def __init__(self, globs: Iterable[str]) -> None:
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        exact: set[str] = set()
+        other: list[str] = []
+        for glob in globs:
+            if not _MAGIC.search(glob):
+                exact.add(glob)
+            elif glob.startswith("*") and not _MAGIC.search(glob[1:]):
+                suffixes.append(glob[1:])
+            elif glob.endswith("*") and not _MAGIC.search(glob[:-1]):
+                prefixes.append(glob[:-1])
+            else:
+                other.append(glob)
+        self._prefixes, self._suffixes, self._exact = tuple(prefixes), tuple(suffixes), frozenset(exact)
+        self._regex = _compile(other)
+
+    def match(self, name: str) -> bool:
+        """Whether `name` matches one of the globs (`fnmatchcase` semantics)."""
+        return (
+            name.startswith(self._prefixes)
+            or name.endswith(self._suffixes)
+            or name in self._exact
+            or (self._regex is not None and self._regex.match(name) is not None)
+        )
+
+
 class GlobSet:
     """Globs split by form: those without `/` match a basename, those with `/` match a relative path."""
 
@@ -76,7 +110,7 @@ class NameRules:
     """One bucket's name rules: the shared temp-name globs plus the bucket's own include/ignore globs."""
 
     def __init__(self, temp_ignore: Iterable[str], patterns: Iterable[str], ignore: Iterable[str]) -> None:
-        self._temp = _compile(temp_ignore)
+        self._temp = NameGlobs(temp_ignore)
         self._include = GlobSet(list(patterns) or ["*"])
         self._ignore = GlobSet(ignore)
         # The default bucket (include everything, ignore nothing) needs only the temp-name test: a scan asks
@@ -85,7 +119,7 @@ class NameRules:
 
     def is_temp(self, name: str) -> bool:
         """Whether one path component is a temp or hidden name (`.git`, `x.part`, `~lock`)."""
-        return self._temp is not None and self._temp.match(name) is not None
+        return self._temp.match(name)
 
     def verdict(self, relpath: str, *, dirs_checked: bool = False) -> Verdict:
         """Decide on a non-directory entry at `relpath` (posix, relative to its bucket root).
@@ -95,7 +129,7 @@ class NameRules:
         """
         name = relpath.rpartition("/")[2]
         if dirs_checked:
-            if self._temp is not None and self._temp.match(name) is not None:
+            if self._temp.match(name):
                 return "ignored"
             if self._names_only:
                 return "ok"
