@@ -2,18 +2,21 @@
 
 Names are `SUCCESS-<YYYY-MM-DD-HHMMSS>-<job id>.json` / `ERROR-...json`: the sequence number is the job's
 id, so a record file names its job, and start-up recovery can match a record written just before a crash
-to the job whose terminal state was not committed yet (`coordinator.recovery`). The record goes to a hidden
-temp file and is hard-linked into place: a reader never sees half a record, and an existing record is never
-replaced (a second record of the same job in the same second, after an operator's retry, gets `-2`).
+to the job whose terminal state was not committed yet (`coordinator.recovery`). The record is written to an
+unnamed file (O_TMPFILE; a hidden temp file where that is not supported) and hard-linked into place: a
+reader never sees half a record, and an existing record is never replaced (a second record of the same job
+in the same second, after an operator's retry, gets `-2`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +40,11 @@ SEVERITY = {
     "PatternMatching": "low",
     "Protocol": "medium",
 }
+
+#: Linux's unnamed-file flag; 0 elsewhere, where records always go through a named temp file.
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+#: What open(O_TMPFILE) fails with where the filesystem (or an old kernel) does not support it.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 NAME_RE = re.compile(r"^(SUCCESS|ERROR)-(\d{4}-\d{2}-\d{2}-\d{6})-(\d+)(?:-\d+)?\.json$")
 
@@ -87,6 +95,9 @@ class RecordWriter:
         self._second = -1
         self._stamp = ""
         self._tmp_seq = 0
+        self._pid = os.getpid()  # not a call per record: getpid() is a system call
+        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._anonymous = _O_TMPFILE != 0  # until the filesystem says it cannot
 
     def _stamps(self, now: float) -> tuple[str, str]:
         """(name stamp, ISO timestamp) for `now`; the name part is cached per second."""
@@ -102,27 +113,64 @@ class RecordWriter:
         stamp, payload["timestamp"] = self._stamps(now)
         # Compact: the indenting encoder is pure Python and cost ~100 µs a record on the hot path.
         data = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        name = self._publish_anonymous(data, _names(prefix, stamp, job.id)) if self._anonymous else None
+        if name is None:
+            name = self._publish_named(prefix, data, _names(prefix, stamp, job.id))
+        self.written += 1
+        return name, now
+
+    def _publish_anonymous(self, data: bytes, names: Iterator[str]) -> str | None:
+        """Write `data` to an unnamed file (O_TMPFILE) and link it under the first free name. Nothing is
+        left behind if we die half-way, and it is one directory change instead of three (create, link and
+        unlink a named temp file). None where the filesystem or kernel cannot do it."""
+        try:
+            fd = os.open(self._dir, os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            self._anonymous = False
+            return None
+        try:
+            _write_all(fd, data)
+            for name in names:
+                try:
+                    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N: the documented way to name an O_TMPFILE.
+                    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self._dir_fd, follow_symlinks=True)
+                    return name
+                except FileExistsError:
+                    continue
+                except FileNotFoundError:  # no /proc here
+                    self._anonymous = False
+                    return None
+            raise FileExistsError(f"no free record name in {self._dir} for {name}")
+        finally:
+            os.close(fd)
+
+    def _publish_named(self, prefix: str, data: bytes, names: Iterator[str]) -> str:
+        """Write `data` to a hidden temp file and hard-link it under the first free name."""
         self._tmp_seq += 1
-        tmp = f"{self._dir}.{prefix}-{os.getpid()}-{self._tmp_seq}.tmp"
+        tmp = f"{self._dir}.{prefix}-{self._pid}-{self._tmp_seq}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
-            view = memoryview(data)
-            while view:  # a write near a full disk may be short
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
         finally:
             os.close(fd)
         try:
-            for n in range(1, 1000):
-                name = f"{prefix}-{stamp}-{job.id:06d}{'' if n == 1 else f'-{n}'}.json"
+            for name in names:
                 try:
                     os.link(tmp, self._dir + name)
-                    break
+                    return name
                 except FileExistsError:
                     continue
+            raise FileExistsError(f"no free record name in {self._dir} for {name}")
         finally:
             os.unlink(tmp)
-        self.written += 1
-        return name, now
+
+    def close(self) -> None:
+        """Close the directory handle."""
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
     def success(self, job: Job, *, result: dict[str, Any], duration_s: float) -> WrittenRecord:
         """Record a job that produced its note."""
@@ -205,6 +253,19 @@ class RecordWriter:
             },
         )
         return WrittenRecord(record_name, "ERROR", ts, category, severity, message[:500])
+
+
+def _names(prefix: str, stamp: str, job_id: int) -> Iterator[str]:
+    """A record's name, then the names a second (third, ...) record of the job in the same second takes."""
+    yield f"{prefix}-{stamp}-{job_id:06d}.json"
+    for n in range(2, 1000):
+        yield f"{prefix}-{stamp}-{job_id:06d}-{n}.json"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:  # a write near a full disk may be short
+        view = view[os.write(fd, view) :]
 
 
 def _version(job: Job) -> dict[str, Any]:

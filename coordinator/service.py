@@ -97,7 +97,9 @@ class Service:
     def _send(self, router: zmq.Socket[bytes]) -> Callable[[bytes, Body], bool]:
         def send(identity: bytes, body: Body) -> bool:
             try:
-                router.send_multipart([identity, encode(body)], zmq.NOBLOCK)
+                # Two plain sends rather than send_multipart: half the cost, on the path of every job.
+                router.send(identity, _SNDMORE_NOBLOCK)
+                router.send(encode(body), _NOBLOCK)
                 return True
             except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or EAGAIN: the peer is not there
                 logger.debug("send {} to {!r} failed: {}", type(body).__name__, identity, exc)
@@ -191,6 +193,8 @@ class Service:
             self._kill_leftovers()
             if hasattr(self, "jobs"):
                 self.jobs.close()
+            if hasattr(self, "records"):
+                self.records.close()
             router.close(linger=0)
             control_sock.close(linger=0)
             ctx.term()
@@ -262,7 +266,7 @@ class Service:
     def _receive(self, router: zmq.Socket[bytes], now: float, limit: int = 1000) -> None:
         for _ in range(limit):
             try:
-                parts = router.recv_multipart(zmq.NOBLOCK)
+                parts = _recv_parts(router)
             except zmq.Again:
                 return
             if len(parts) != 2:
@@ -356,6 +360,19 @@ class _Stopper:
         elif self.phase == "killing" and now >= self.deadline:
             return True  # run()'s finally SIGKILLs and reaps whatever is left
         return self.phase != "draining" and not sup.alive()
+
+
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+
+
+def _recv_parts(sock: zmq.Socket[bytes]) -> list[bytes]:
+    """One whole message, non-blocking (raises zmq.Again when none is waiting). `recv_multipart` does the
+    same with enum arithmetic per part, a measurable cost at one message per job."""
+    parts = [sock.recv(_NOBLOCK)]
+    while sock.get(zmq.RCVMORE):
+        parts.append(sock.recv(_NOBLOCK))
+    return parts
 
 
 def _drain(fd: int) -> None:

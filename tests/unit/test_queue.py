@@ -200,4 +200,14 @@ def test_a_job_that_changes_before_its_first_commit_is_stored_as_it_is_then(tmp_
         )
     }
     assert rows["a.txt"] == ("queued", 0, 0, None, None, None, "/b/a.txt", "/n/a.txt", "file")
-    assert rows["b.txt"] == ("queued", 1, 0, None, 1_005.0, "WorkerCrash: killed", "/b/b.txt", "/n/b.txt", "file")
+    assert rows["b.txt"] == (
+        "queued",
+        1,
+        0,
+        None,
+        1_005.0,
+        "WorkerCrash: killed",
+        "/b/b.txt",
+        "/n/b.txt",
+        "file",
+    )
