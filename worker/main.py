@@ -10,6 +10,7 @@ worker keeps heartbeating while a stopped (SIGSTOP) or wedged one falls silent a
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
@@ -43,6 +44,9 @@ from worker.runner import JobRunner
 #: legitimately fall quiet for a few seconds.
 COORDINATOR_GRACE = 3
 
+#: Allocations between young-generation collections (CPython's default is 700). Processing a file allocates
+#: a lot and frees nearly all of it by refcount; at 700 the cyclic collector took ~7% of a worker's CPU.
+GC_YOUNG_THRESHOLD = 20_000
 #: Exit codes the coordinator can tell apart.
 EXIT_OK = 0
 EXIT_COORDINATOR_LOST = 3
@@ -89,6 +93,8 @@ class WorkerLoop:
 
     def run(self) -> int:
         """Run until told to stop; return the process exit code."""
+        gc.freeze()  # modules and models imported at start-up live as long as we do: never scan them
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
