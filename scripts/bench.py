@@ -44,7 +44,6 @@ import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from coordinator.jobs import Job  # noqa: E402
+from coordinator.records import RecordWriter  # noqa: E402
+from coordinator.states import JobState  # noqa: E402
 from protocol.control import decode_reply, encode_request  # noqa: E402
 from worker.pipeline.errors import JobError  # noqa: E402
 from worker.pipeline.process import process_file  # noqa: E402
@@ -510,27 +512,11 @@ def peer_pebble(root: Path, workers: int) -> float | None:
     return len(paths) / elapsed
 
 
-def _write_record(directory: Path, prefix: str, seq: int, payload: dict[str, Any]) -> None:
-    """One record file, the way coordinator/records.py writes it: compact JSON to a hidden temp file,
-    hard-linked to its final name, temp removed."""
-    now = time.time()
-    payload["timestamp"] = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
-    data = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d-%H%M%S")
-    tmp = directory / f".{prefix}-{os.getpid()}-{time.monotonic_ns()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    try:
-        os.link(tmp, directory / f"{prefix}-{stamp}-{seq:06d}.json")
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def single_process(bucket: Path, notes: Path, records: Path) -> tuple[float, Counter[str]]:
     """The plain loop `real_files` is compared with: walk the bucket, and for each file run the worker's
-    pipeline (read, detect, hash, render, write the note atomically) and write one JSON record. files/s
-    and outcome counts."""
-    records.mkdir(parents=True, exist_ok=True)
+    pipeline (read, detect, hash, render, write the note atomically) and write its record with the
+    coordinator's own `RecordWriter`. files/s and outcome counts."""
+    writer = RecordWriter(records)
     outcomes: Counter[str] = Counter()
     t0 = time.perf_counter()
     seq = 0
@@ -540,7 +526,10 @@ def single_process(bucket: Path, notes: Path, records: Path) -> tuple[float, Cou
             seq += 1
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, bucket)
+            st = os.lstat(path)  # the service's scan stats every file too: its version key
             output = notes / f"{rel}.obs.md"
+            job = Job(seq, (BUCKET, rel, st.st_size, st.st_mtime_ns, st.st_ino), path, rel, str(output))
+            job.worker, job.attempts = "bench", 1
             started = time.monotonic()
             try:
                 facts = process_file(
@@ -554,22 +543,14 @@ def single_process(bucket: Path, notes: Path, records: Path) -> tuple[float, Cou
                 )
             except JobError as exc:
                 outcomes["failed"] += 1
-                payload = {"jobId": seq, "state": "failed", "filePath": path, "relativePath": rel}
-                payload["error"] = {"name": type(exc).__name__, "message": str(exc)}
-                _write_record(records, "ERROR", seq, payload)
+                writer.error(job, state=JobState.FAILED, category=exc.category, message=str(exc))
                 continue
             outcomes["done"] += 1
-            payload = {
-                "jobId": seq,
-                "state": "done",
-                "filePath": path,
-                "relativePath": rel,
-                "outputPath": str(output),
-                "processing": {"duration": round(time.monotonic() - started, 6), "worker": "bench"},
-                "metadata": facts.model_dump(),
-            }
-            _write_record(records, "SUCCESS", seq, payload)
-    return seq / (time.perf_counter() - t0), outcomes
+            result = {"output_path": str(output), "facts": facts.model_dump()}
+            writer.success(job, result=result, duration_s=time.monotonic() - started)
+    rate = seq / (time.perf_counter() - t0)
+    writer.close()
+    return rate, outcomes
 
 
 # -- the scenarios ------------------------------------------------------------------------------------------
@@ -710,6 +691,22 @@ def cpu_figures(run: Run, n: int) -> dict[str, float]:
     }
 
 
+def file_create_ms(directory: Path, n: int = 300) -> float:
+    """Median ms to create (write, close) one small file in `directory`, which is left in place: the
+    state of the disk at that moment, for reading the figures beside it. On a filesystem without a journal,
+    ext4 will not reuse an inode freed in the last few minutes and searches past them one by one, so after
+    a big deletion (a test run, the previous benchmark's clean-up) this goes from ~0.03 to ~0.5 ms."""
+    directory.mkdir(parents=True, exist_ok=True)
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        fd = os.open(directory / f"probe-{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, b"{}")
+        os.close(fd)
+        times.append(time.perf_counter() - t)
+    return round(statistics.median(times) * 1000, 3)
+
+
 def scenario_noop_dispatch(b: Bench) -> dict[str, Any]:
     """files/s of the whole durable path (scan, queue, dispatch, records) with workers that only
     acknowledge, from the coordinator's spawn until queue.db shows every job done; then three process
@@ -717,6 +714,7 @@ def scenario_noop_dispatch(b: Bench) -> dict[str, Any]:
     n = b.sizes.noop_files
     home = b.home("noop")
     svc = b.service(home, b.tiny_bucket(n), jobs={"pipeline": "noop"})
+    disk = file_create_ms(home / "disk-probe")
     run = run_to_completion(b, svc, n, timeout=300)
     if run.states["done"] != n:
         raise BenchError(f"no-op jobs did not all succeed: {dict(run.states)}")
@@ -732,6 +730,7 @@ def scenario_noop_dispatch(b: Bench) -> dict[str, Any]:
         "pebble_files_per_s": None if peb is None else round(peb),
         "ratio": round(ours / ppe, 3),
         **cpu_figures(run, n),
+        "disk_create_ms": disk,
     }
 
 
@@ -746,6 +745,7 @@ def scenario_real_files(b: Bench) -> dict[str, Any]:
         dst = svc.bucket / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, dst)  # keeps the library's old mtime: a settled backlog
+    disk = file_create_ms(home / "disk-probe")
     run = run_to_completion(b, svc, n, timeout=600, interval=0.02)
     states, ours = run.states, n / run.seconds
     single, outcomes = single_process(svc.bucket, home / "single-notes", home / "single-records")
@@ -761,6 +761,7 @@ def scenario_real_files(b: Bench) -> dict[str, Any]:
         "single_process_files_per_s": round(single),
         "ratio": round(ours / single, 3),
         **cpu_figures(run, n),
+        "disk_create_ms": disk,
     }
 
 
