@@ -11,7 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from protocol.skills import BUILTIN_SKILLS
 
 DEFAULT_CONFIG_PATH = Path("config/openbuckets.toml")
 
@@ -112,6 +114,21 @@ class BucketConfig(_Section):
         return self
 
 
+class SkillRuleConfig(_Section):
+    """`[[skills]]`: files matching `pattern` are described by `skill`; the first matching rule wins, and
+    files no rule matches get the built-in choice (by extension, then by content)."""
+
+    pattern: str = Field(min_length=1, max_length=256)  # a glob: no "/" matches the name, with "/" the path
+    skill: str
+
+    @field_validator("skill")
+    @classmethod
+    def _known_skill(cls, name: str) -> str:
+        if name not in BUILTIN_SKILLS:
+            raise ValueError(f"unknown skill {name!r}; the built-in skills are {', '.join(BUILTIN_SKILLS)}")
+        return name
+
+
 def _default_buckets() -> list[BucketConfig]:
     return [BucketConfig(path=Path("./buckets/incoming"), name="incoming", create=True)]
 
@@ -124,6 +141,7 @@ class Config(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
+    skills: list[SkillRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _usable_buckets(self) -> Config:

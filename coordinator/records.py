@@ -191,6 +191,8 @@ class RecordWriter:
                     "fileType": facts.get("file_type"),
                     "mime": facts.get("mime"),
                     "isText": facts.get("is_text"),
+                    "skill": facts.get("skill"),
+                    "details": facts.get("details") or {},
                     "version": _version(job),
                 },
                 "processing": {

@@ -44,6 +44,7 @@ from protocol.messages import (
     Ready,
     Result,
     Shutdown,
+    SkillRule,
     Status,
 )
 from protocol.messages import (
@@ -97,6 +98,7 @@ class Supervisor:
                 max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
             ),
             pipeline=config.jobs.pipeline,
+            skills=[SkillRule(pattern=r.pattern, skill=r.skill) for r in config.skills],
         )
 
     def _policy(self) -> RestartPolicy:

@@ -38,6 +38,19 @@ class Ready(Body):
     sandbox: list[ShortStr] = Field(default_factory=list, max_length=64)
 
 
+#: A skill's finding: short strings, numbers, booleans.
+DetailValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
+
+
+class SkillRule(BaseModel):
+    """Files whose name (a glob without "/") or relative path (with "/") matches `pattern` get `skill`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern: ShortStr
+    skill: ShortStr
+
+
 class FileFacts(BaseModel):
     """What the worker learned about a file; goes into the note and the SUCCESS record."""
 
@@ -51,6 +64,9 @@ class FileFacts(BaseModel):
     encoding: ShortStr | None = None
     line_count: int | None = Field(default=None, ge=0)
     word_count: int | None = Field(default=None, ge=0)
+    skill: ShortStr | None = None  # the skill that described the file
+    # What the skill learned (the note's table): names to scalars, bounded like everything on the wire.
+    details: dict[ShortStr, DetailValue] = Field(default_factory=dict, max_length=64)
 
 
 class Result(Body):
@@ -133,7 +149,7 @@ class Config(Body):
     heartbeat_interval_s: float = Field(gt=0, le=60)
     liveness: int = Field(ge=1, le=100)
     limits: Limits
-    skills: list[ShortStr] = Field(default_factory=list, max_length=256)
+    skills: list[SkillRule] = Field(default_factory=list, max_length=256)  # first match wins
     pipeline: Literal["default", "noop"] = "default"
 
 

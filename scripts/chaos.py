@@ -44,7 +44,7 @@ MAX_SOURCE_BYTES = 1024 * 1024
 #: The watcher's default temp-name globs (config `watcher.temp_ignore`): such files are never jobs.
 TEMP_GLOBS = (".*", "*.tmp", "*.part", "*.crdownload", "~*")
 #: Front-matter lines that legitimately differ between two runs over the same file.
-VOLATILE_KEYS = ("processed_at:", "worker:")
+VOLATILE_KEYS = ("processed_at:", "worker:", "job:")
 WORKERS_GONE_S = 10.0
 
 Version = tuple[int, int, int]  # size, mtime_ns, inode
@@ -379,7 +379,7 @@ def recovery_reports(logs: Iterable[Path]) -> Counter[str]:
 
 
 def strip_volatile(note: str) -> str:
-    """The note without the front-matter lines that differ between runs (processed_at, worker)."""
+    """The note without the front-matter lines that differ between runs (processed_at, worker, job)."""
     lines = note.split("\n")
     if not lines or lines[0] != "---":
         return note

@@ -7,17 +7,24 @@ from collections.abc import Callable
 
 from protocol.messages import Config, Execute, Result
 from worker.pipeline.process import process_file
+from worker.skills import SkillChooser
 
 
 def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute], Result]:
     """A job function bound to this worker and its current CONFIG; raises the pipeline's JobError for a
     file that fails."""
 
+    chosen_for: list[tuple[Config, SkillChooser]] = []  # the chooser built for the CONFIG in force
+
     def work(job: Execute) -> Result:
         started = time.monotonic()
-        if config().pipeline == "noop":
+        cfg = config()
+        if cfg.pipeline == "noop":
             return Result(job_id=job.job_id, duration_s=time.monotonic() - started)
-        current = config().limits
+        current = cfg.limits
+        if not chosen_for or chosen_for[0][0] is not cfg:
+            chosen_for[:] = [(cfg, SkillChooser(cfg.skills))]
+        chooser = chosen_for[0][1]
         facts = process_file(
             job.path,
             job.output_path,
@@ -28,6 +35,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
             preview_lines=current.preview_lines,
             expect=None if job.size is None else (job.size, job.mtime_ns or 0, job.inode or 0),
             job_id=job.job_id,
+            skills=chooser,
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

@@ -42,6 +42,11 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("[[buckets]]\nname = 'x'\n", "buckets[0].path: Field required"),
         ("[service\n", "invalid TOML"),
+        (
+            "[[skills]]\npattern = '*.pdf'\nskill = 'pdf'\n",
+            "skills[0].skill: unknown skill 'pdf'; the built-in skills are text, markdown, json",
+        ),
+        ("[[skills]]\nskill = 'text'\n", "skills[0].pattern: Field required"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -69,3 +74,12 @@ def test_two_buckets_sharing_output_get_a_subdir_each(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_skill_rules_keep_their_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[[skills]]\npattern = '*.log'\nskill = 'text'\n[[skills]]\npattern = 'data/*'\nskill = 'csv'\n",
+    )
+    cfg = load_config(path)
+    assert [(r.pattern, r.skill) for r in cfg.skills] == [("*.log", "text"), ("data/*", "csv")]

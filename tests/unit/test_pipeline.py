@@ -374,18 +374,21 @@ def test_unreadable_file(tmp_path: Path) -> None:
 # -- the note ----------------------------------------------------------------------------------------
 
 FRONT_KEYS = [
+    "type",
     "source",
     "bucket",
     "relpath",
     "size",
     "sha256",
-    "type",
+    "kind",
     "mime",
     "encoding",
     "lines",
     "words",
+    "skill",
     "processed_at",
     "worker",
+    "job",
     "tags",
 ]
 
@@ -437,19 +440,22 @@ def test_note_front_matter_parses() -> None:
     front, body = parse_front_matter(note_for(facts, "import os\nprint(1)\nx = 2"))
     assert list(front) == FRONT_KEYS
     assert front == {
+        "type": "open-buckets-note",
         "source": "/drop/src/app.py",
         "bucket": "inbox",
         "relpath": "src/app.py",
         "size": 2048,
         "sha256": "ab" * 32,
-        "type": "python",
+        "kind": "python",
         "mime": "text/x-python",
         "encoding": "utf-8",
         "lines": 3,
         "words": 4,
+        "skill": None,
         "processed_at": "2024-05-06T07:08:09Z",
         "worker": "w-1",
-        "tags": ["openbuckets", "type/python"],
+        "job": None,
+        "tags": ["openbuckets", "kind/python"],
     }
     assert "# app.py" in body.split("\n")
     assert "| Size | 2.0 KiB (2,048 bytes) |" in body
@@ -466,14 +472,14 @@ def test_note_for_binary() -> None:
     facts = FileFacts(size=10, sha256="cd" * 32, file_type="png", mime="image/png", is_text=False)
     front, body = parse_front_matter(note_for(facts, "", relpath="pics/cat.png"))
     assert (front["encoding"], front["lines"], front["words"]) == (None, None, None)
-    assert front["tags"] == ["openbuckets", "type/png"]
+    assert front["tags"] == ["openbuckets", "kind/png"]
     assert "contents not shown" in body and "```" not in body
 
 
 def test_hostile_names_cannot_break_the_yaml_or_the_title() -> None:
     relpath = 'evil"\n---\ntype: "pwned": [x]\udcff\u2028.txt'
     front, body = parse_front_matter(note_for(text_facts(), "x", relpath=relpath))
-    assert front["relpath"] == relpath and front["type"] == "python"
+    assert front["relpath"] == relpath and front["kind"] == "python"
     title = [line for line in body.split("\n") if line.startswith("# ")]
     assert len(title) == 1 and "\ufffd" in title[0]
     note_for(text_facts(), "x", relpath=relpath).encode("utf-8")  # no lone surrogates left to write
@@ -528,7 +534,8 @@ def test_process_file_writes_the_note(tmp_path: Path) -> None:
     assert _open_fds() == before
     assert facts.sha256 == hashlib.sha256(b"print('hi')\n").hexdigest()
     front, body = parse_front_matter(out.read_text(encoding="utf-8"))
-    assert (front["type"], front["worker"], front["source"]) == ("python", "w-7", str(src))
+    assert (front["kind"], front["worker"], front["source"]) == ("python", "w-7", str(src))
+    assert (front["type"], front["skill"]) == ("open-buckets-note", "code")
     assert "```python\nprint('hi')\n```" in body
 
 

@@ -19,6 +19,7 @@ import codecs
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from protocol.messages import FileFacts
 from worker.pipeline import filetypes
@@ -41,12 +42,30 @@ _BOMS = [
 ]
 #: Control characters that plain text is allowed to contain.
 _TEXT_CONTROLS = frozenset(b"\t\n\r\f")
+#: Every byte value that is not a control character (the complement of what `_few_controls` counts).
+_NOT_CONTROLS = bytes(b for b in range(256) if not ((b < 0x20 and b not in _TEXT_CONTROLS) or b == 0x7F))
 #: Above this share of other control characters, undecodable bytes are binary rather than latin-1.
 _MAX_CONTROL_RATIO = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A file read once: its facts, its text preview, and its bytes when small enough to keep."""
+
+    facts: FileFacts
+    preview: str
+    content: bytes | None
+
+
 def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "") -> tuple[FileFacts, str]:
-    """Read `fd` from its current position and describe it; returns the facts and the text preview.
+    """`describe` without keeping the content: the facts and the text preview."""
+    described = describe(fd, st, preview_lines=preview_lines, name=name)
+    return described.facts, described.preview
+
+
+def describe(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "", keep: int = 0) -> Described:
+    """Read `fd` from its current position and describe it; the bytes are kept when there are at most
+    `keep` of them (the skills read them instead of the file a second time).
 
     `st` is the descriptor's fstat: at most `st.st_size` bytes are read, so a file still growing cannot
     push us past the size limit already checked, and the facts describe the file as it was stat'ed.
@@ -60,10 +79,13 @@ def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = 
     scan: TextScan | None = None
     binary: filetypes.Kind | None = None
     decided = False
+    kept: list[bytes] | None = [] if st.st_size <= keep else None
 
     for chunk in _chunks(fd, st.st_size, name):
         hasher.update(chunk)
         size += len(chunk)
+        if kept is not None:
+            kept.append(chunk)
         if len(head) < PREVIEW_BYTES:
             head += chunk[: PREVIEW_BYTES - len(head)]
         if decided:
@@ -81,11 +103,12 @@ def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = 
         _feed_all(scan, pending)
 
     sha256 = hasher.hexdigest()
+    content = b"".join(kept) if kept is not None else None
     result = scan.finish() if scan is not None else None
     if result is None:
         kind = binary or filetypes.BINARY
         facts = FileFacts(size=size, sha256=sha256, file_type=kind.file_type, mime=kind.mime, is_text=False)
-        return facts, ""
+        return Described(facts, "", content)
 
     preview = _preview(bytes(head), result.codec, complete=size <= len(head), max_lines=preview_lines)
     first_line = _first_line(bytes(head), result.codec)
@@ -100,7 +123,7 @@ def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = 
         line_count=result.lines,
         word_count=result.words,
     )
-    return facts, preview
+    return Described(facts, preview, content)
 
 
 def _chunks(fd: int, limit: int, name: str) -> Iterator[bytes]:
@@ -140,7 +163,9 @@ def _feed_all(scan: TextScan | None, chunks: list[bytes]) -> None:
 def _few_controls(sample: bytes) -> bool:
     if not sample:
         return True
-    controls = sum(1 for b in sample if (b < 0x20 and b not in _TEXT_CONTROLS) or b == 0x7F)
+    # Delete every byte that is not a control character and count what is left: one C-level pass (a
+    # Python loop over the 8 KiB sample cost ~0.3 ms a file, more than hashing it).
+    controls = len(sample.translate(None, _NOT_CONTROLS))
     return controls / len(sample) <= _MAX_CONTROL_RATIO
 
 

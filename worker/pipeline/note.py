@@ -16,13 +16,13 @@ from pathlib import Path, PurePosixPath
 
 from protocol.messages import FileFacts
 from worker.pipeline import filetypes
+from worker.skills import md
+from worker.skills.base import FieldValue, SkillOutput
 
 # Characters JSON leaves raw but YAML does not allow raw in a double-quoted scalar (or reads as line
 # breaks): DEL, the C1 controls, the Unicode line/paragraph separators, BOM, non-characters, and the lone
 # surrogates Python uses to carry undecodable bytes of a file name.
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-#: In one line of the body: control characters and line separators (→ space), lone surrogates (→ U+FFFD).
-_BODY_UNSAFE = re.compile("[\x00-\x1f\x7f\u2028\u2029\ud800-\udfff]")
 _BACKTICKS = re.compile("`+")
 _TAG_UNSAFE = re.compile(r"[^a-z0-9_/-]+")
 
@@ -36,27 +36,39 @@ def render_note(
     preview: str,
     processed_at: datetime,
     worker: str,
+    found: SkillOutput | None = None,
+    job_id: str | None = None,
 ) -> str:
-    """The full text of the note for one processed file."""
+    """The full text of the note for one processed file: front matter, title, summary table (the facts,
+    then what the skill found), the skill's sections, and the preview for text."""
     name = PurePosixPath(relpath).name or os.path.basename(source_path) or relpath
+    found = found or SkillOutput()
+    tags = ["openbuckets", f"kind/{_tag(facts.file_type)}"]
+    tags += [f"skill/{_tag(facts.skill)}"] if facts.skill else []
+    tags += [t for t in dict.fromkeys(_tag(t) for t in found.tags) if t not in ("unknown",)][:20]
     front = _front_matter(
         [
+            ("type", "open-buckets-note"),
             ("source", source_path),
             ("bucket", bucket),
             ("relpath", relpath),
             ("size", facts.size),
             ("sha256", facts.sha256),
-            ("type", facts.file_type),
+            ("kind", facts.file_type),
             ("mime", facts.mime),
             ("encoding", facts.encoding),
             ("lines", facts.line_count),
             ("words", facts.word_count),
+            ("skill", facts.skill),
             ("processed_at", _utc_iso(processed_at)),
             ("worker", worker),
-            ("tags", ["openbuckets", f"type/{_tag(facts.file_type)}"]),
+            ("job", job_id),
+            ("tags", tags),
         ]
     )
-    body = [f"# {_inline(name)}", "", *_summary(facts), ""]
+    body = [f"# {_inline(name)}", "", *_summary(facts, found), ""]
+    for section in found.sections:
+        body += [f"## {_inline(section.title)}", "", *section.lines, ""]
     if not facts.is_text:
         body.append(f"Binary file ({_inline(facts.file_type)}, `{_inline(facts.mime)}`); contents not shown.")
     elif not preview:
@@ -114,7 +126,7 @@ def _tag(file_type: str) -> str:
     return _TAG_UNSAFE.sub("-", file_type.lower()).strip("-") or "unknown"
 
 
-def _summary(facts: FileFacts) -> list[str]:
+def _summary(facts: FileFacts, found: SkillOutput) -> list[str]:
     rows = [
         ("Size", _human_size(facts.size)),
         ("Type", f"{facts.file_type} (`{facts.mime}`)"),
@@ -122,9 +134,28 @@ def _summary(facts: FileFacts) -> list[str]:
     ]
     if facts.is_text:
         rows += [("Lines", f"{facts.line_count:,}"), ("Words", f"{facts.word_count:,}")]
+    if facts.skill:
+        rows.append(("Skill", facts.skill))
+    rows += [(_label(key), _shown(value)) for key, value in found.fields.items()]
     table = ["| Property | Value |", "| --- | --- |"]
     table += [f"| {key} | {_cell(value)} |" for key, value in rows]
     return table
+
+
+def _label(key: str) -> str:
+    return key.replace("_", " ").capitalize()
+
+
+def _shown(value: FieldValue) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return value
 
 
 def _human_size(size: int) -> str:
@@ -151,9 +182,8 @@ def _preview_block(preview: str, facts: FileFacts, language: str) -> list[str]:
 
 
 def _inline(text: str) -> str:
-    """Make a string safe for one line of the body: no line breaks, nothing that cannot be UTF-8."""
-    return _BODY_UNSAFE.sub(lambda m: "\ufffd" if m.group() >= "\ud800" else " ", text)
+    return md.inline(text, limit=1000)
 
 
 def _cell(text: str) -> str:
-    return _inline(text).replace("|", "\\|")
+    return md.cell(text, limit=1000)

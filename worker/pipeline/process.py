@@ -1,4 +1,5 @@
-"""One job, start to finish: open the input safely, learn its facts, render its note, write it atomically."""
+"""One job, start to finish: open the input safely, learn its facts, let its skill describe it, render its
+note, write it atomically."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from protocol.messages import FileFacts
-from worker.pipeline.detect import build_facts
-from worker.pipeline.errors import JobError, errno_name
+from worker.pipeline.detect import describe
+from worker.pipeline.errors import FileContentError, JobError, errno_name
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.safe_open import Version, open_regular
+from worker.skills import BUILTIN, SkillChooser, SkillInput, SkillLimits, SkillOutput
+
+_DEFAULT_CHOOSER = SkillChooser()
+_DEFAULT_LIMITS = SkillLimits()
+#: Longest string a skill's finding keeps in the facts (the wire and the record bound it too).
+_MAX_DETAIL_CHARS = 1024
 
 # When the note cannot be written the disk said no (full, read-only, permissions, a missing directory):
 # that clears up when an operator acts, so the coordinator retries with backoff. Only a name the output
@@ -30,17 +37,32 @@ def process_file(
     preview_lines: int,
     expect: Version | None = None,
     job_id: str | None = None,
+    skills: SkillChooser = _DEFAULT_CHOOSER,
+    limits: SkillLimits = _DEFAULT_LIMITS,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
 
-    Raises `JobError`: FileAccess / FileContent for the input (see `open_regular`), System when the note
-    cannot be written.
+    Raises `JobError`: FileAccess / FileContent for the input (see `open_regular`, and a skill that refuses
+    the file, such as an archive bomb), System when the note cannot be written.
     """
     fd, st = open_regular(path, max_input_bytes, expect)
     try:
-        facts, preview = build_facts(fd, st, preview_lines=preview_lines, name=relpath or path)
+        name = relpath or path
+        described = describe(fd, st, preview_lines=preview_lines, name=name, keep=limits.max_content_bytes)
+        skill = skills.choose(relpath or os.path.basename(path), described.facts)
+        inp = SkillInput(
+            name=os.path.basename(name),
+            relpath=relpath,
+            facts=described.facts,
+            content=described.content,
+            fd=fd,
+            limits=limits,
+        )
+        found = _run_skill(skill, inp)
     finally:
         os.close(fd)
+    facts = described.facts.model_copy(update={"skill": skill, "details": _details(found)})
+    preview = described.preview
 
     note = render_note(
         source_path=path,
@@ -50,6 +72,8 @@ def process_file(
         preview=preview,
         processed_at=datetime.now(UTC),
         worker=worker,
+        found=found,
+        job_id=job_id,
     )
     try:
         write_atomic(Path(output_path), note, owner=job_id)
@@ -61,3 +85,23 @@ def process_file(
             retryable=exc.errno not in _FINAL_OUTPUT_ERRNOS,
         ) from exc
     return facts
+
+
+def _run_skill(skill: str, inp: SkillInput) -> SkillOutput:
+    """Run a built-in skill; anything but a JobError it raises is the file's doing (a skill bug shows up
+    as a categorized FileContent error naming the skill, never as a crashed worker)."""
+    try:
+        return BUILTIN[skill](inp)
+    except JobError:
+        raise
+    except RecursionError as exc:  # belt and braces: skills are written not to recurse on file data
+        raise FileContentError(f"{skill} skill: the file is nested too deeply", code="EDEPTH") from exc
+    except Exception as exc:
+        raise FileContentError(f"{skill} skill failed on this file: {exc!r}"[:2000], code="ESKILL") from exc
+
+
+def _details(found: SkillOutput) -> dict[str, str | int | float | bool | None]:
+    out: dict[str, str | int | float | bool | None] = {}
+    for key, value in list(found.fields.items())[:64]:
+        out[key[:256]] = value[:_MAX_DETAIL_CHARS] if isinstance(value, str) else value
+    return out

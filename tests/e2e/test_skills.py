@@ -1,0 +1,64 @@
+"""Skills through the real service: the right skill per file, the skill's findings in the note and the
+record, a configured rule that overrides the built-in choice, and hostile files (an archive bomb, JSON
+nested 100,000 deep) ending as FileContent ERROR records while the service keeps going."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.harness import RunningService
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _bomb() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", bytes(50 * 1024 * 1024))  # ~50 KB packed, ratio ~1000
+    return buf.getvalue()
+
+
+def test_each_file_gets_its_skill_and_hostile_ones_are_refused(scratch: Path) -> None:
+    files = {
+        "readme.md": b"# Title\n\nSee [[Other note]] #todo\n",
+        "data.json": b'{"a": 1, "b": [2, 3]}',
+        "rows.csv": b"x,y\n1,2\n3,4\n",
+        "tool.py": b"def f():\n    pass\n\nclass C:\n    pass\n",
+        "app.log": b"2026-01-01 started\n",  # a rule below makes logs "text" explicitly
+        "bomb.zip": _bomb(),
+        "deep.json": b"[" * 100_000 + b"]" * 100_000,
+    }
+    rules = '[[skills]]\npattern = "*.log"\nskill = "text"\n'
+    with RunningService(scratch, workers=2, extra_config=rules) as svc:
+        svc.wait_ready(2)
+        for name, data in files.items():
+            (svc.bucket / name).write_bytes(data)
+        counts = svc.wait_terminal(len(files), timeout=60)
+        assert counts["done"] == 5 and counts["failed"] == 2, counts
+
+        done = {r["relativePath"]: r for r in svc.records_of("SUCCESS")}
+        skills = {name: done[name]["context"]["skill"] for name in done}
+        assert skills == {
+            "readme.md": "markdown",
+            "data.json": "json",
+            "rows.csv": "csv",
+            "tool.py": "code",
+            "app.log": "text",
+        }
+        assert done["tool.py"]["context"]["details"]["definitions"] == 2
+        assert done["data.json"]["context"]["details"]["valid"] is True
+        note = (svc.notes / "readme.md.obs.md").read_text()
+        assert 'skill: "markdown"' in note and "## Links" in note and "[[Other note]]" in note
+
+        errors = {r["relativePath"]: r for r in svc.records_of("ERROR")}
+        assert {n: (e["category"], e["error"]["code"]) for n, e in errors.items()} == {
+            "bomb.zip": ("FileContent", "EBOMB"),
+            "deep.json": ("FileContent", "EDEPTH"),
+        }
+        assert not (svc.notes / "bomb.zip.obs.md").exists()
+        assert all(w["state"] in ("ready", "busy") for w in svc.workers())  # nobody died on the way
+        assert svc.stop() == 0
