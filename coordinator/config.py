@@ -7,6 +7,7 @@ the file, the field and what is wrong, so the CLI can print it and exit 2 before
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,10 @@ DEFAULT_CONFIG_PATH = Path("config/openbuckets.toml")
 
 #: Names that are never a finished file: dotfiles and the temp names of editors, browsers and downloaders.
 DEFAULT_TEMP_IGNORES = [".*", "*.tmp", "*.part", "*.crdownload", "~*"]
+
+
+#: "package.module:function": dotted identifiers, a colon, an identifier.
+_HANDLER_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 
 
 class ConfigError(Exception):
@@ -84,6 +89,7 @@ class JobsConfig(_Section):
     processed_dir: Path | None = None  # default <state_dir>/processed
     quarantine_move: bool = False
     quarantine_dir: Path | None = None  # default <state_dir>/quarantine
+    skill_paths: list[Path] = Field(default_factory=list)  # where workers import handler skills from
 
 
 class BucketConfig(_Section):
@@ -115,18 +121,33 @@ class BucketConfig(_Section):
 
 
 class SkillRuleConfig(_Section):
-    """`[[skills]]`: files matching `pattern` are described by `skill`; the first matching rule wins, and
-    files no rule matches get the built-in choice (by extension, then by content)."""
+    """`[[skills]]`: files matching `pattern` are described by a built-in `skill` or by a Python `handler`
+    ("package.module:function", imported in the workers, never here); the first matching rule wins, and
+    files no rule matches get the built-in choice for their detected type."""
 
     pattern: str = Field(min_length=1, max_length=256)  # a glob: no "/" matches the name, with "/" the path
-    skill: str
+    skill: str | None = None
+    handler: str | None = Field(default=None, max_length=256)
 
     @field_validator("skill")
     @classmethod
-    def _known_skill(cls, name: str) -> str:
-        if name not in BUILTIN_SKILLS:
+    def _known_skill(cls, name: str | None) -> str | None:
+        if name is not None and name not in BUILTIN_SKILLS:
             raise ValueError(f"unknown skill {name!r}; the built-in skills are {', '.join(BUILTIN_SKILLS)}")
         return name
+
+    @field_validator("handler")
+    @classmethod
+    def _handler_spec(cls, spec: str | None) -> str | None:
+        if spec is not None and not _HANDLER_SPEC.fullmatch(spec):
+            raise ValueError(f"handler {spec!r} is not of the form package.module:function")
+        return spec
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SkillRuleConfig:
+        if (self.skill is None) == (self.handler is None):
+            raise ValueError("give exactly one of skill or handler")
+        return self
 
 
 def _default_buckets() -> list[BucketConfig]:

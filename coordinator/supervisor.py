@@ -98,7 +98,8 @@ class Supervisor:
                 max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
             ),
             pipeline=config.jobs.pipeline,
-            skills=[SkillRule(pattern=r.pattern, skill=r.skill) for r in config.skills],
+            skills=[SkillRule(pattern=r.pattern, skill=r.skill, handler=r.handler) for r in config.skills],
+            skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
         )
 
     def _policy(self) -> RestartPolicy:

@@ -43,12 +43,14 @@ DetailValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
 
 
 class SkillRule(BaseModel):
-    """Files whose name (a glob without "/") or relative path (with "/") matches `pattern` get `skill`."""
+    """Files whose name (a glob without "/") or relative path (with "/") matches `pattern` are described
+    by the built-in `skill`, or by the Python `handler` ("package.module:function") loaded in the worker."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pattern: ShortStr
-    skill: ShortStr
+    skill: ShortStr | None = None
+    handler: ShortStr | None = None
 
 
 class FileFacts(BaseModel):
@@ -150,6 +152,7 @@ class Config(Body):
     liveness: int = Field(ge=1, le=100)
     limits: Limits
     skills: list[SkillRule] = Field(default_factory=list, max_length=256)  # first match wins
+    skill_paths: list[PathStr] = Field(default_factory=list, max_length=64)  # handlers import from here
     pipeline: Literal["default", "noop"] = "default"
 
 

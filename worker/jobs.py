@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -23,6 +25,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
             return Result(job_id=job.job_id, duration_s=time.monotonic() - started)
         current = cfg.limits
         if not chosen_for or chosen_for[0][0] is not cfg:
+            _add_import_paths(cfg.skill_paths)
             chosen_for[:] = [(cfg, SkillChooser(cfg.skills))]
         chooser = chosen_for[0][1]
         facts = process_file(
@@ -41,3 +44,11 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)
 
     return work
+
+
+def _add_import_paths(paths: list[str]) -> None:
+    """Handler skills are imported from the configured `skill_paths` first, then the environment."""
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    importlib.invalidate_caches()

@@ -62,3 +62,44 @@ def test_each_file_gets_its_skill_and_hostile_ones_are_refused(scratch: Path) ->
         assert not (svc.notes / "bomb.zip.obs.md").exists()
         assert all(w["state"] in ("ready", "busy") for w in svc.workers())  # nobody died on the way
         assert svc.stop() == 0
+
+
+HANDLER = """
+def describe(path, context):
+    text = context.text or ""
+    if "FAIL" in text:
+        raise RuntimeError("the handler gave up on " + context.name)
+    total = sum(int(w) for w in text.split() if w.isdigit())
+    return {"total": total, "path_seen": path.endswith(context.name)}
+"""
+
+
+def test_a_handler_skill_runs_in_the_workers_and_its_failure_is_recorded(scratch: Path) -> None:
+    skills_dir = scratch / "skills"
+    skills_dir.mkdir()
+    (skills_dir / "ob_e2e_invoices.py").write_text(HANDLER)
+    config = (
+        f'[jobs]\nskill_paths = ["{skills_dir}"]\n'
+        '[[skills]]\npattern = "*.inv"\nhandler = "ob_e2e_invoices:describe"\n'
+    )
+    with RunningService(scratch, workers=2, extra_config=config) as svc:
+        svc.wait_ready(2)
+        (svc.bucket / "march.inv").write_text("items 3 and 4\n")
+        (svc.bucket / "broken.inv").write_text("FAIL\n")
+        (svc.bucket / "plain.txt").write_text("not for the handler\n")
+        counts = svc.wait_terminal(3, timeout=60)
+        assert counts["done"] == 2 and counts["failed"] == 1, counts
+        done = {r["relativePath"]: r["context"] for r in svc.records_of("SUCCESS")}
+        assert done["march.inv"]["skill"] == "ob_e2e_invoices:describe"
+        assert done["march.inv"]["details"] == {"total": 7, "path_seen": True}
+        assert done["plain.txt"]["skill"] == "text"
+        (error,) = svc.records_of("ERROR")
+        assert (error["relativePath"], error["category"], error["error"]["code"]) == (
+            "broken.inv",
+            "ExternalTool",
+            "EHANDLER",
+        )
+        assert "the handler gave up on broken.inv" in error["error"]["message"]
+        assert "RuntimeError" in error["error"]["stack"]
+        assert all(w["state"] in ("ready", "busy") for w in svc.workers())
+        assert svc.stop() == 0

@@ -47,6 +47,11 @@ def write(tmp_path: Path, text: str) -> Path:
             "skills[0].skill: unknown skill 'pdf'; the built-in skills are text, markdown, json",
         ),
         ("[[skills]]\nskill = 'text'\n", "skills[0].pattern: Field required"),
+        ("[[skills]]\npattern = '*'\n", "skills[0]: give exactly one of skill or handler"),
+        (
+            "[[skills]]\npattern = '*'\nhandler = 'no colon'\n",
+            "skills[0].handler: handler 'no colon' is not of the form package.module:function",
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_field(tmp_path: Path, text: str, expected: str) -> None:

@@ -74,7 +74,7 @@ def test_text_skill_reports_the_longest_line() -> None:
 def test_the_detected_type_chooses_when_no_rule_matches(
     relpath: str, file_type: str, is_text: bool, expected: str
 ) -> None:
-    assert SkillChooser().choose(relpath, facts(file_type, is_text=is_text)) == expected
+    assert SkillChooser().choose(relpath, facts(file_type, is_text=is_text))[0] == expected
 
 
 def test_configured_rules_come_first_and_the_first_match_wins() -> None:
@@ -85,7 +85,7 @@ def test_configured_rules_come_first_and_the_first_match_wins() -> None:
             SkillRule(pattern="*.txt", skill="markdown"),
         ]
     )
-    assert chooser.choose("exports/2026/a.txt", facts("text")) == "csv"
-    assert chooser.choose("b.txt", facts("text")) == "markdown"
-    assert chooser.choose("x/y.log", facts("log")) == "text"
-    assert chooser.choose("z.py", facts("python")) == "code"
+    assert chooser.choose("exports/2026/a.txt", facts("text"))[0] == "csv"
+    assert chooser.choose("b.txt", facts("text"))[0] == "markdown"
+    assert chooser.choose("x/y.log", facts("log"))[0] == "text"
+    assert chooser.choose("z.py", facts("python"))[0] == "code"

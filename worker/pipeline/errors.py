@@ -1,6 +1,7 @@
 """Errors a job can fail with: each carries the category, code and retryability the ERROR message needs.
 
-    JobError                      any category; raised directly for System, Timeout, ResourceLimit
+    JobError                      any category; raised directly for System, Timeout, ResourceLimit,
+                                  Configuration and ExternalTool (a handler skill that fails)
     ├── FileAccessError           category "FileAccess": cannot (safely) open or read the input
     └── FileContentError          category "FileContent": the input is readable but unacceptable
         └── FileTooLargeError     larger than the configured limit (never read)
@@ -13,7 +14,9 @@ from __future__ import annotations
 import errno
 from typing import Literal
 
-JobErrorCategory = Literal["FileAccess", "FileContent", "System", "Timeout", "ResourceLimit"]
+JobErrorCategory = Literal[
+    "Configuration", "FileAccess", "FileContent", "ExternalTool", "System", "Timeout", "ResourceLimit"
+]
 
 
 class JobError(Exception):

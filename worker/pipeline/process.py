@@ -13,7 +13,7 @@ from worker.pipeline.detect import describe
 from worker.pipeline.errors import FileContentError, JobError, errno_name
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.safe_open import Version, open_regular
-from worker.skills import BUILTIN, SkillChooser, SkillInput, SkillLimits, SkillOutput
+from worker.skills import Skill, SkillChooser, SkillInput, SkillLimits, SkillOutput
 
 _DEFAULT_CHOOSER = SkillChooser()
 _DEFAULT_LIMITS = SkillLimits()
@@ -49,7 +49,7 @@ def process_file(
     try:
         name = relpath or path
         described = describe(fd, st, preview_lines=preview_lines, name=name, keep=limits.max_content_bytes)
-        skill = skills.choose(relpath or os.path.basename(path), described.facts)
+        skill, run = skills.choose(relpath or os.path.basename(path), described.facts)
         inp = SkillInput(
             name=os.path.basename(name),
             relpath=relpath,
@@ -57,8 +57,9 @@ def process_file(
             content=described.content,
             fd=fd,
             limits=limits,
+            path=os.path.abspath(path),
         )
-        found = _run_skill(skill, inp)
+        found = _run_skill(skill, run, inp)
     finally:
         os.close(fd)
     facts = described.facts.model_copy(update={"skill": skill, "details": _details(found)})
@@ -87,11 +88,12 @@ def process_file(
     return facts
 
 
-def _run_skill(skill: str, inp: SkillInput) -> SkillOutput:
-    """Run a built-in skill; anything but a JobError it raises is the file's doing (a skill bug shows up
-    as a categorized FileContent error naming the skill, never as a crashed worker)."""
+def _run_skill(skill: str, run: Skill, inp: SkillInput) -> SkillOutput:
+    """Run a skill; anything but a JobError a built-in one raises is the file's doing (a skill bug shows
+    up as a categorized FileContent error naming the skill, never as a crashed worker). Handler skills
+    categorize their own failures (`worker.skills.handler`)."""
     try:
-        return BUILTIN[skill](inp)
+        return run(inp)
     except JobError:
         raise
     except RecursionError as exc:  # belt and braces: skills are written not to recurse on file data

@@ -3,7 +3,8 @@
 Which skill describes a file:
 
 1. the config's `[[skills]]` rules, in order: the first whose glob matches wins (a glob without "/" is
-   matched against the file's name, one with "/" against its path relative to the bucket);
+   matched against the file's name, one with "/" against its path relative to the bucket). A rule names a
+   built-in skill or a handler, the user's own Python function (`worker.skills.handler`);
 2. otherwise the file's detected type decides (magic bytes first, then the name, as `detect` found it):
    markdown, JSON, CSV/TSV and source code by their text type, images by their signature, ZIP-based and
    TAR files (also compressed, by name) as archives, other text as text, everything else as binary.
@@ -24,6 +25,7 @@ from worker.skills.base import Section, Skill, SkillInput, SkillLimits, SkillOut
 from worker.skills.binary import binary_skill
 from worker.skills.code import code_skill
 from worker.skills.data import csv_skill, json_skill
+from worker.skills.handler import HandlerSkill
 from worker.skills.image import image
 from worker.skills.text import markdown_skill, text_skill
 
@@ -61,21 +63,31 @@ _TARBALL = re.compile(r"\.(tar\.(gz|bz2|xz)|tgz|tbz2?|txz)$", re.IGNORECASE)
 
 
 class SkillChooser:
-    """Picks a skill name for a file from the configured rules, then from its detected type."""
+    """Picks the skill for a file from the configured rules, then from its detected type."""
 
     def __init__(self, rules: Iterable[SkillRule] = ()) -> None:
-        self._rules: list[tuple[re.Pattern[str], bool, str]] = [
-            (re.compile(translate(r.pattern)), "/" in r.pattern, r.skill) for r in rules if r.skill in BUILTIN
-        ]
+        self._rules: list[tuple[re.Pattern[str], bool, str, Skill]] = []
+        handlers: dict[str, HandlerSkill] = {}  # one import per handler, however many rules name it
+        for rule in rules:
+            if rule.handler:
+                skill: Skill = handlers.setdefault(rule.handler, HandlerSkill(rule.handler))
+                name = rule.handler
+            elif rule.skill in BUILTIN:
+                skill, name = BUILTIN[rule.skill], rule.skill
+            else:
+                continue  # the coordinator validated the config; a newer one may know more skills
+            self._rules.append((re.compile(translate(rule.pattern)), "/" in rule.pattern, name, skill))
 
-    def choose(self, relpath: str, facts: FileFacts) -> str:
-        """The skill for the file at `relpath` (posix, relative to its bucket) with these facts."""
+    def choose(self, relpath: str, facts: FileFacts) -> tuple[str, Skill]:
+        """The skill (its name, and itself) for the file at `relpath` (posix, relative to its bucket)."""
         name = relpath.rpartition("/")[2]
-        for pattern, by_path, skill in self._rules:
+        for pattern, by_path, skill_name, skill in self._rules:
             if pattern.match(relpath if by_path else name):
-                return skill
+                return skill_name, skill
         if facts.file_type in _BY_TYPE:
-            return _BY_TYPE[facts.file_type]
-        if _TARBALL.search(name):
-            return "archive"
-        return "text" if facts.is_text else "binary"
+            builtin = _BY_TYPE[facts.file_type]
+        elif _TARBALL.search(name):
+            builtin = "archive"
+        else:
+            builtin = "text" if facts.is_text else "binary"
+        return builtin, BUILTIN[builtin]

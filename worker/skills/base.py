@@ -47,6 +47,7 @@ class SkillInput:
     content: bytes | None  # all of it, or None when larger than limits.max_content_bytes
     fd: int  # read-only, for skills that read more than `content` (use os.pread)
     limits: SkillLimits = SkillLimits()
+    path: str = ""  # absolute; handler skills are given it (built-in skills never reopen the file)
 
     @cached_property
     def text(self) -> str | None:
