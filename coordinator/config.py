@@ -150,6 +150,26 @@ class SkillRuleConfig(_Section):
         return self
 
 
+class GrepRuleConfig(_Section):
+    """`[[grep]]`: lines of text files matching `regex` (Python syntax) are listed, with their line numbers,
+    in the note and the record; `tags` go on the note when it matches; `buckets` limits the rule to some
+    buckets (by name; empty: all)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    regex: str = Field(min_length=1, max_length=4096)
+    tags: list[str] = Field(default_factory=list)
+    buckets: list[str] = Field(default_factory=list)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            re.compile(regex, re.MULTILINE)  # as the workers compile it
+        except re.error as exc:  # here, at start: never at run time in a worker
+            raise ValueError(f"invalid regular expression {regex!r}: {exc}") from None
+        return regex
+
+
 def _default_buckets() -> list[BucketConfig]:
     return [BucketConfig(path=Path("./buckets/incoming"), name="incoming", create=True)]
 
@@ -163,6 +183,7 @@ class Config(_Section):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
     skills: list[SkillRuleConfig] = Field(default_factory=list)
+    grep: list[GrepRuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _usable_buckets(self) -> Config:
@@ -170,6 +191,13 @@ class Config(_Section):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise ValueError(f"buckets[{i}].name: bucket name {name!r} is used twice")
+        rules = [g.name for g in self.grep]
+        for i, rule in enumerate(self.grep):
+            if rule.name in rules[:i]:
+                raise ValueError(f"grep[{i}].name: grep rule name {rule.name!r} is used twice")
+            unknown = [b for b in rule.buckets if b not in names]
+            if unknown:
+                raise ValueError(f"grep[{i}].buckets: no bucket named {unknown[0]!r}")
         for i, bucket in enumerate(self.buckets):
             problem = bucket.check_path()
             if problem:

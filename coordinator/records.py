@@ -193,6 +193,7 @@ class RecordWriter:
                     "isText": facts.get("is_text"),
                     "skill": facts.get("skill"),
                     "details": facts.get("details") or {},
+                    "grepMatches": [_grep_match(m) for m in facts.get("grep_matches") or []],
                     "version": _version(job),
                 },
                 "processing": {
@@ -255,6 +256,12 @@ class RecordWriter:
             },
         )
         return WrittenRecord(record_name, "ERROR", ts, category, severity, message[:500])
+
+
+def _grep_match(match: Any) -> dict[str, Any]:
+    # A pydantic GrepMatch from a RESULT, or a plain dict (recovery, tests).
+    get = match.get if isinstance(match, dict) else lambda key: getattr(match, key)
+    return {"rule": get("rule"), "line": get("line"), "text": get("text")}
 
 
 def _names(prefix: str, stamp: str, job_id: int) -> Iterator[str]:

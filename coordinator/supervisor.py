@@ -38,6 +38,7 @@ from protocol.messages import (
     Body,
     Error,
     Execute,
+    GrepRule,
     Heartbeat,
     Limits,
     Pong,
@@ -100,6 +101,7 @@ class Supervisor:
             pipeline=config.jobs.pipeline,
             skills=[SkillRule(pattern=r.pattern, skill=r.skill, handler=r.handler) for r in config.skills],
             skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
+            grep=[GrepRule(name=g.name, regex=g.regex, tags=g.tags, buckets=g.buckets) for g in config.grep],
         )
 
     def _policy(self) -> RestartPolicy:

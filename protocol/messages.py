@@ -53,6 +53,27 @@ class SkillRule(BaseModel):
     handler: ShortStr | None = None
 
 
+class GrepRule(BaseModel):
+    """A regular expression whose matches (with line numbers) go into the note and the record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ShortStr
+    regex: Annotated[str, Field(max_length=4096)]
+    tags: list[ShortStr] = Field(default_factory=list, max_length=32)
+    buckets: list[ShortStr] = Field(default_factory=list, max_length=256)  # empty: every bucket
+
+
+class GrepMatch(BaseModel):
+    """One line a grep rule matched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rule: ShortStr
+    line: int = Field(ge=1)
+    text: Annotated[str, Field(max_length=512)]
+
+
 class FileFacts(BaseModel):
     """What the worker learned about a file; goes into the note and the SUCCESS record."""
 
@@ -69,6 +90,7 @@ class FileFacts(BaseModel):
     skill: ShortStr | None = None  # the skill that described the file
     # What the skill learned (the note's table): names to scalars, bounded like everything on the wire.
     details: dict[ShortStr, DetailValue] = Field(default_factory=dict, max_length=64)
+    grep_matches: list[GrepMatch] = Field(default_factory=list, max_length=500)
 
 
 class Result(Body):
@@ -153,6 +175,7 @@ class Config(Body):
     limits: Limits
     skills: list[SkillRule] = Field(default_factory=list, max_length=256)  # first match wins
     skill_paths: list[PathStr] = Field(default_factory=list, max_length=64)  # handlers import from here
+    grep: list[GrepRule] = Field(default_factory=list, max_length=256)
     pipeline: Literal["default", "noop"] = "default"
 
 

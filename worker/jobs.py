@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from protocol.messages import Config, Execute, Result
+from worker.pipeline.grep import GrepRules
 from worker.pipeline.process import process_file
 from worker.skills import SkillChooser
 
@@ -16,7 +17,8 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
     """A job function bound to this worker and its current CONFIG; raises the pipeline's JobError for a
     file that fails."""
 
-    chosen_for: list[tuple[Config, SkillChooser]] = []  # the chooser built for the CONFIG in force
+    # The skill chooser and grep rules built for the CONFIG in force (rebuilt when a new one arrives).
+    built_for: list[tuple[Config, SkillChooser, GrepRules]] = []
 
     def work(job: Execute) -> Result:
         started = time.monotonic()
@@ -24,10 +26,10 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
         if cfg.pipeline == "noop":
             return Result(job_id=job.job_id, duration_s=time.monotonic() - started)
         current = cfg.limits
-        if not chosen_for or chosen_for[0][0] is not cfg:
+        if not built_for or built_for[0][0] is not cfg:
             _add_import_paths(cfg.skill_paths)
-            chosen_for[:] = [(cfg, SkillChooser(cfg.skills))]
-        chooser = chosen_for[0][1]
+            built_for[:] = [(cfg, SkillChooser(cfg.skills), GrepRules(cfg.grep))]
+        _, chooser, grep = built_for[0]
         facts = process_file(
             job.path,
             job.output_path,
@@ -39,6 +41,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
             expect=None if job.size is None else (job.size, job.mtime_ns or 0, job.inode or 0),
             job_id=job.job_id,
             skills=chooser,
+            grep=grep,
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

@@ -32,7 +32,10 @@ def test_each_file_gets_its_skill_and_hostile_ones_are_refused(scratch: Path) ->
         "bomb.zip": _bomb(),
         "deep.json": b"[" * 100_000 + b"]" * 100_000,
     }
-    rules = '[[skills]]\npattern = "*.log"\nskill = "text"\n'
+    rules = (
+        '[[skills]]\npattern = "*.log"\nskill = "text"\n'
+        '[[grep]]\nname = "todo"\nregex = "#todo|^def "\ntags = ["has-todo"]\n'
+    )
     with RunningService(scratch, workers=2, extra_config=rules) as svc:
         svc.wait_ready(2)
         for name, data in files.items():
@@ -53,6 +56,12 @@ def test_each_file_gets_its_skill_and_hostile_ones_are_refused(scratch: Path) ->
         assert done["data.json"]["context"]["details"]["valid"] is True
         note = (svc.notes / "readme.md.obs.md").read_text()
         assert 'skill: "markdown"' in note and "## Links" in note and "[[Other note]]" in note
+        assert "has-todo" in note and "## Grep matches" in note
+        assert done["readme.md"]["context"]["grepMatches"] == [
+            {"rule": "todo", "line": 3, "text": "See [[Other note]] #todo"}
+        ]
+        assert [m["line"] for m in done["tool.py"]["context"]["grepMatches"]] == [1]
+        assert done["rows.csv"]["context"]["grepMatches"] == []
 
         errors = {r["relativePath"]: r for r in svc.records_of("ERROR")}
         assert {n: (e["category"], e["error"]["code"]) for n, e in errors.items()} == {

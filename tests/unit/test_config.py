@@ -47,6 +47,18 @@ def write(tmp_path: Path, text: str) -> Path:
             "skills[0].skill: unknown skill 'pdf'; the built-in skills are text, markdown, json",
         ),
         ("[[skills]]\nskill = 'text'\n", "skills[0].pattern: Field required"),
+        (
+            "[[grep]]\nname = 'x'\nregex = '(unclosed'\n",
+            "grep[0].regex: invalid regular expression '(unclosed': missing ), unterminated subpattern",
+        ),
+        (
+            "[[grep]]\nname = 'x'\nregex = 'a'\n[[grep]]\nname = 'x'\nregex = 'b'\n",
+            "grep[1].name: grep rule name 'x' is used twice",
+        ),
+        (
+            "[[grep]]\nname = 'x'\nregex = 'a'\nbuckets = ['nope']\n",
+            "grep[0].buckets: no bucket named 'nope'",
+        ),
         ("[[skills]]\npattern = '*'\n", "skills[0]: give exactly one of skill or handler"),
         (
             "[[skills]]\npattern = '*'\nhandler = 'no colon'\n",

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from protocol.messages import FileFacts
 from worker.pipeline import filetypes
+from worker.pipeline.grep import GrepResult
 from worker.skills import md
 from worker.skills.base import FieldValue, SkillOutput
 
@@ -38,6 +39,7 @@ def render_note(
     worker: str,
     found: SkillOutput | None = None,
     job_id: str | None = None,
+    grep: GrepResult | None = None,
 ) -> str:
     """The full text of the note for one processed file: front matter, title, summary table (the facts,
     then what the skill found), the skill's sections, and the preview for text."""
@@ -45,7 +47,8 @@ def render_note(
     found = found or SkillOutput()
     tags = ["openbuckets", f"kind/{_tag(facts.file_type)}"]
     tags += [f"skill/{_tag(facts.skill)}"] if facts.skill else []
-    tags += [t for t in dict.fromkeys(_tag(t) for t in found.tags) if t not in ("unknown",)][:20]
+    extra = [*found.tags, *(grep.tags if grep else [])]
+    tags += [t for t in dict.fromkeys(_tag(t) for t in extra) if t not in ("unknown", *tags)][:20]
     front = _front_matter(
         [
             ("type", "open-buckets-note"),
@@ -69,6 +72,8 @@ def render_note(
     body = [f"# {_inline(name)}", "", *_summary(facts, found), ""]
     for section in found.sections:
         body += [f"## {_inline(section.title)}", "", *section.lines, ""]
+    if grep and grep.matches:
+        body += ["## Grep matches", "", *_grep_lines(grep), ""]
     if not facts.is_text:
         body.append(f"Binary file ({_inline(facts.file_type)}, `{_inline(facts.mime)}`); contents not shown.")
     elif not preview:
@@ -140,6 +145,17 @@ def _summary(facts: FileFacts, found: SkillOutput) -> list[str]:
     table = ["| Property | Value |", "| --- | --- |"]
     table += [f"| {key} | {_cell(value)} |" for key, value in rows]
     return table
+
+
+def _grep_lines(grep: GrepResult) -> list[str]:
+    lines: list[str] = []
+    for rule, count in grep.counts.items():
+        lines.append(f"- **{_inline(rule)}** ({count:,} line{'s' if count != 1 else ''})")
+        shown = [m for m in grep.matches if m.rule == rule]
+        lines += [f"  - line {m.line:,}: {md.code(m.text)}" for m in shown]
+        if count > len(shown):
+            lines.append(f"  - … and {count - len(shown):,} more")
+    return lines
 
 
 def _label(key: str) -> str:

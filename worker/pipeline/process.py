@@ -11,12 +11,14 @@ from pathlib import Path
 from protocol.messages import FileFacts
 from worker.pipeline.detect import describe
 from worker.pipeline.errors import FileContentError, JobError, errno_name
+from worker.pipeline.grep import GrepResult, GrepRules
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.safe_open import Version, open_regular
 from worker.skills import Skill, SkillChooser, SkillInput, SkillLimits, SkillOutput
 
 _DEFAULT_CHOOSER = SkillChooser()
 _DEFAULT_LIMITS = SkillLimits()
+_NO_GREP = GrepRules()
 #: Longest string a skill's finding keeps in the facts (the wire and the record bound it too).
 _MAX_DETAIL_CHARS = 1024
 
@@ -39,6 +41,7 @@ def process_file(
     job_id: str | None = None,
     skills: SkillChooser = _DEFAULT_CHOOSER,
     limits: SkillLimits = _DEFAULT_LIMITS,
+    grep: GrepRules = _NO_GREP,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
 
@@ -60,9 +63,16 @@ def process_file(
             path=os.path.abspath(path),
         )
         found = _run_skill(skill, run, inp)
+        grepped = _grep(grep, inp, bucket)
     finally:
         os.close(fd)
-    facts = described.facts.model_copy(update={"skill": skill, "details": _details(found)})
+    facts = described.facts.model_copy(
+        update={
+            "skill": skill,
+            "details": _details(found),
+            "grep_matches": grepped.matches if grepped else [],
+        }
+    )
     preview = described.preview
 
     note = render_note(
@@ -75,6 +85,7 @@ def process_file(
         worker=worker,
         found=found,
         job_id=job_id,
+        grep=grepped,
     )
     try:
         write_atomic(Path(output_path), note, owner=job_id)
@@ -107,3 +118,11 @@ def _details(found: SkillOutput) -> dict[str, str | int | float | bool | None]:
     for key, value in list(found.fields.items())[:64]:
         out[key[:256]] = value[:_MAX_DETAIL_CHARS] if isinstance(value, str) else value
     return out
+
+
+def _grep(rules: GrepRules, inp: SkillInput, bucket: str) -> GrepResult | None:
+    """The grep rules' findings; None when there are no rules or nothing to search (binary, too large)."""
+    if not rules or not inp.facts.is_text:
+        return None
+    text = inp.text
+    return rules.scan(text, bucket) if text is not None else None

@@ -1,0 +1,76 @@
+"""Grep rules: named regular expressions whose matching lines (numbered) go into the note and the record.
+
+The coordinator compiled every rule at start (an invalid one never reaches a worker); here each rule is
+compiled once per CONFIG and run over the text the pipeline already holds, one `finditer` over the whole
+text per rule (not one search per line), taking the first match of each line. Lines are counted as the
+note counts them ("\\n"). A rule on a file too large to hold in memory is skipped and the note says so.
+A pathological regex is bounded by the job's deadline, like any other slow file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from protocol.messages import GrepMatch, GrepRule
+
+#: Matches listed per rule and file (every match is counted).
+MAX_MATCHES_PER_RULE = 50
+#: Characters of a matching line kept.
+MAX_LINE_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class GrepResult:
+    """What the rules found in one file: the listed matches, the match count per rule, and the tags of the
+    rules that matched."""
+
+    matches: list[GrepMatch]
+    counts: dict[str, int]
+    tags: list[str]
+
+
+class GrepRules:
+    """The CONFIG's grep rules, compiled."""
+
+    def __init__(self, rules: Iterable[GrepRule] = ()) -> None:
+        # MULTILINE: "^" and "$" are line starts and ends, as in grep.
+        self._rules = [(rule, re.compile(rule.regex, re.MULTILINE)) for rule in rules]
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def scan(self, text: str, bucket: str) -> GrepResult:
+        """Run every rule that applies to `bucket` over `text`."""
+        matches: list[GrepMatch] = []
+        counts: dict[str, int] = {}
+        tags: list[str] = []
+        for rule, regex in self._rules:
+            if rule.buckets and bucket not in rule.buckets:
+                continue
+            found = _lines_matching(regex, text)
+            if not found:
+                continue
+            counts[rule.name] = len(found)
+            tags += rule.tags
+            for line, start, end in found[:MAX_MATCHES_PER_RULE]:
+                matches.append(GrepMatch(rule=rule.name, line=line, text=text[start:end][:MAX_LINE_CHARS]))
+        return GrepResult(matches, counts, list(dict.fromkeys(tags)))
+
+
+def _lines_matching(regex: re.Pattern[str], text: str) -> list[tuple[int, int, int]]:
+    """(line number, line start, line end) of every line with a match, in order."""
+    out: list[tuple[int, int, int]] = []
+    line, counted_to, last_line = 1, 0, 0
+    for m in regex.finditer(text):
+        pos = m.start()
+        line += text.count("\n", counted_to, pos)
+        counted_to = pos
+        if line == last_line:
+            continue  # one entry per line
+        last_line = line
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        out.append((line, start, len(text) if end < 0 else end))
+    return out
