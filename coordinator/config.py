@@ -8,13 +8,14 @@ the file, the field and what is wrong, so the CLI can print it and exit 2 before
 from __future__ import annotations
 
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from protocol.skills import BUILTIN_SKILLS
+from protocol.skills import BUILTIN_SKILLS, parse_rate
 
 DEFAULT_CONFIG_PATH = Path("config/openbuckets.toml")
 
@@ -121,13 +122,19 @@ class BucketConfig(_Section):
 
 
 class SkillRuleConfig(_Section):
-    """`[[skills]]`: files matching `pattern` are described by a built-in `skill` or by a Python `handler`
-    ("package.module:function", imported in the workers, never here); the first matching rule wins, and
-    files no rule matches get the built-in choice for their detected type."""
+    """`[[skills]]`: files matching `pattern` are described by a built-in `skill`, by a Python `handler`
+    ("package.module:function", imported in the workers, never here), or by an external `command`
+    (`["pdftotext", "{input}", "-"]`, run by the workers with `timeout_s`, `max_output_bytes` and an
+    optional `rate_limit` such as "60/min"). The first matching rule wins; files no rule matches get the
+    built-in choice for their detected type."""
 
     pattern: str = Field(min_length=1, max_length=256)  # a glob: no "/" matches the name, with "/" the path
     skill: str | None = None
     handler: str | None = Field(default=None, max_length=256)
+    command: list[str] | None = Field(default=None, min_length=1, max_length=64)
+    timeout_s: float = Field(default=30.0, gt=0, le=86400)
+    max_output_bytes: int = Field(default=1024 * 1024, ge=0, le=256 * 1024 * 1024)
+    rate_limit: str | None = None
 
     @field_validator("skill")
     @classmethod
@@ -143,10 +150,27 @@ class SkillRuleConfig(_Section):
             raise ValueError(f"handler {spec!r} is not of the form package.module:function")
         return spec
 
+    @field_validator("command")
+    @classmethod
+    def _command_template(cls, argv: list[str] | None) -> list[str] | None:
+        if argv is not None:
+            for arg in argv:
+                for _, name, spec, conversion in string.Formatter().parse(arg):
+                    if name is not None and (name != "input" or spec or conversion):
+                        raise ValueError(f"command argument {arg!r}: the only placeholder is {{input}}")
+        return argv
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, text: str | None) -> str | None:
+        if text is not None:
+            parse_rate(text)  # its ValueError says what is wrong
+        return text
+
     @model_validator(mode="after")
     def _one_kind(self) -> SkillRuleConfig:
-        if (self.skill is None) == (self.handler is None):
-            raise ValueError("give exactly one of skill or handler")
+        if sum(x is not None for x in (self.skill, self.handler, self.command)) != 1:
+            raise ValueError("give exactly one of skill, handler or command")
         return self
 
 

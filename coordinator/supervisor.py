@@ -99,7 +99,7 @@ class Supervisor:
                 max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
             ),
             pipeline=config.jobs.pipeline,
-            skills=[SkillRule(pattern=r.pattern, skill=r.skill, handler=r.handler) for r in config.skills],
+            skills=[SkillRule(**r.model_dump()) for r in config.skills],
             skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
             grep=[GrepRule(name=g.name, regex=g.regex, tags=g.tags, buckets=g.buckets) for g in config.grep],
         )

@@ -44,13 +44,19 @@ DetailValue = Annotated[str, Field(max_length=1024)] | int | float | bool | None
 
 class SkillRule(BaseModel):
     """Files whose name (a glob without "/") or relative path (with "/") matches `pattern` are described
-    by the built-in `skill`, or by the Python `handler` ("package.module:function") loaded in the worker."""
+    by the built-in `skill`, by the Python `handler` ("package.module:function") loaded in the worker, or
+    by an external `command`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     pattern: ShortStr
     skill: ShortStr | None = None
     handler: ShortStr | None = None
+    # An external command ("{input}" is the file's path), run in the worker with its own limits.
+    command: list[PathStr] | None = Field(default=None, max_length=64)
+    timeout_s: float = Field(default=30.0, gt=0, le=86400)
+    max_output_bytes: int = Field(default=1024 * 1024, ge=0, le=256 * 1024 * 1024)
+    rate_limit: ShortStr | None = None  # "60/min": jobs beyond it wait their turn
 
 
 class GrepRule(BaseModel):

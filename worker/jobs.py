@@ -11,14 +11,17 @@ from protocol.messages import Config, Execute, Result
 from worker.pipeline.grep import GrepRules
 from worker.pipeline.process import process_file
 from worker.skills import SkillChooser
+from worker.tools.breaker import Breakers
 
 
 def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute], Result]:
     """A job function bound to this worker and its current CONFIG; raises the pipeline's JobError for a
     file that fails."""
 
-    # The skill chooser and grep rules built for the CONFIG in force (rebuilt when a new one arrives).
+    # The skill chooser and grep rules built for the CONFIG in force (rebuilt when a new one arrives); the
+    # external tools' circuit breakers live as long as the worker.
     built_for: list[tuple[Config, SkillChooser, GrepRules]] = []
+    breakers = Breakers()
 
     def work(job: Execute) -> Result:
         started = time.monotonic()
@@ -28,7 +31,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
         current = cfg.limits
         if not built_for or built_for[0][0] is not cfg:
             _add_import_paths(cfg.skill_paths)
-            built_for[:] = [(cfg, SkillChooser(cfg.skills), GrepRules(cfg.grep))]
+            built_for[:] = [(cfg, SkillChooser(cfg.skills, breakers), GrepRules(cfg.grep))]
         _, chooser, grep = built_for[0]
         facts = process_file(
             job.path,

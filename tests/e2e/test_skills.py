@@ -5,6 +5,8 @@ nested 100,000 deep) ending as FileContent ERROR records while the service keeps
 from __future__ import annotations
 
 import io
+import json
+import sys
 import zipfile
 from pathlib import Path
 
@@ -111,4 +113,29 @@ def test_a_handler_skill_runs_in_the_workers_and_its_failure_is_recorded(scratch
         assert "the handler gave up on broken.inv" in error["error"]["message"]
         assert "RuntimeError" in error["error"]["stack"]
         assert all(w["state"] in ("ready", "busy") for w in svc.workers())
+        assert svc.stop() == 0
+
+
+def test_command_skills_run_in_the_workers_with_their_failures_recorded(scratch: Path) -> None:
+    upper = "import sys; sys.stdout.write(open(sys.argv[1]).read().upper())"
+    fail = "import sys; sys.stderr.write('bad input'); sys.exit(3)"
+
+    def rule(pattern: str, code: str) -> str:
+        argv = json.dumps([sys.executable, "-c", code, "{input}"])  # a JSON list is a TOML array
+        return f'[[skills]]\npattern = "{pattern}"\ncommand = {argv}\n'
+
+    config = rule("*.up", upper) + rule("*.bad", fail)
+    with RunningService(scratch, workers=2, extra_config=config) as svc:
+        svc.wait_ready(2)
+        (svc.bucket / "shout.up").write_text("quiet words\n")
+        (svc.bucket / "broken.bad").write_text("x\n")
+        counts = svc.wait_terminal(2, timeout=60)
+        assert counts["done"] == 1 and counts["failed"] == 1, counts
+        (done,) = svc.records_of("SUCCESS")
+        assert done["context"]["skill"] == f"command:{sys.executable}"
+        assert done["context"]["details"]["exit_code"] == 0
+        assert "QUIET WORDS" in (svc.notes / "shout.up.obs.md").read_text()
+        (error,) = svc.records_of("ERROR")
+        assert (error["category"], error["error"]["code"]) == ("ExternalTool", "EXIT3")
+        assert "bad input" in error["error"]["message"]
         assert svc.stop() == 0

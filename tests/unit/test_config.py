@@ -48,6 +48,14 @@ def write(tmp_path: Path, text: str) -> Path:
         ),
         ("[[skills]]\nskill = 'text'\n", "skills[0].pattern: Field required"),
         (
+            "[[skills]]\npattern = '*.pdf'\ncommand = ['pdftotext', '{input}', '{output}']\n",
+            "skills[0].command: command argument '{output}': the only placeholder is {input}",
+        ),
+        (
+            "[[skills]]\npattern = '*.pdf'\ncommand = ['x', '{input}']\nrate_limit = '60 a minute'\n",
+            "skills[0].rate_limit: rate_limit '60 a minute' is not N/s, N/min, N/hour or N/day",
+        ),
+        (
             "[[grep]]\nname = 'x'\nregex = '(unclosed'\n",
             "grep[0].regex: invalid regular expression '(unclosed': missing ), unterminated subpattern",
         ),
@@ -59,7 +67,7 @@ def write(tmp_path: Path, text: str) -> Path:
             "[[grep]]\nname = 'x'\nregex = 'a'\nbuckets = ['nope']\n",
             "grep[0].buckets: no bucket named 'nope'",
         ),
-        ("[[skills]]\npattern = '*'\n", "skills[0]: give exactly one of skill or handler"),
+        ("[[skills]]\npattern = '*'\n", "skills[0]: give exactly one of skill, handler or command"),
         (
             "[[skills]]\npattern = '*'\nhandler = 'no colon'\n",
             "skills[0].handler: handler 'no colon' is not of the form package.module:function",

@@ -4,7 +4,8 @@ Which skill describes a file:
 
 1. the config's `[[skills]]` rules, in order: the first whose glob matches wins (a glob without "/" is
    matched against the file's name, one with "/" against its path relative to the bucket). A rule names a
-   built-in skill or a handler, the user's own Python function (`worker.skills.handler`);
+   built-in skill, a handler (the user's own Python function, `worker.skills.handler`) or an external
+   command (`worker.skills.command`);
 2. otherwise the file's detected type decides (magic bytes first, then the name, as `detect` found it):
    markdown, JSON, CSV/TSV and source code by their text type, images by their signature, ZIP-based and
    TAR files (also compressed, by name) as archives, other text as text, everything else as binary.
@@ -24,10 +25,12 @@ from worker.skills.archive import archive
 from worker.skills.base import Section, Skill, SkillInput, SkillLimits, SkillOutput
 from worker.skills.binary import binary_skill
 from worker.skills.code import code_skill
+from worker.skills.command import CommandSkill
 from worker.skills.data import csv_skill, json_skill
 from worker.skills.handler import HandlerSkill
 from worker.skills.image import image
 from worker.skills.text import markdown_skill, text_skill
+from worker.tools.breaker import Breakers
 
 __all__ = ["BUILTIN", "Section", "Skill", "SkillChooser", "SkillInput", "SkillLimits", "SkillOutput"]
 
@@ -65,13 +68,17 @@ _TARBALL = re.compile(r"\.(tar\.(gz|bz2|xz)|tgz|tbz2?|txz)$", re.IGNORECASE)
 class SkillChooser:
     """Picks the skill for a file from the configured rules, then from its detected type."""
 
-    def __init__(self, rules: Iterable[SkillRule] = ()) -> None:
+    def __init__(self, rules: Iterable[SkillRule] = (), breakers: Breakers | None = None) -> None:
         self._rules: list[tuple[re.Pattern[str], bool, str, Skill]] = []
         handlers: dict[str, HandlerSkill] = {}  # one import per handler, however many rules name it
+        breakers = breakers or Breakers()
         for rule in rules:
             if rule.handler:
                 skill: Skill = handlers.setdefault(rule.handler, HandlerSkill(rule.handler))
                 name = rule.handler
+            elif rule.command:
+                skill = CommandSkill(rule, breakers, self.builtin_for)
+                name = f"command:{rule.command[0]}"
             elif rule.skill in BUILTIN:
                 skill, name = BUILTIN[rule.skill], rule.skill
             else:
@@ -84,10 +91,18 @@ class SkillChooser:
         for pattern, by_path, skill_name, skill in self._rules:
             if pattern.match(relpath if by_path else name):
                 return skill_name, skill
-        if facts.file_type in _BY_TYPE:
-            builtin = _BY_TYPE[facts.file_type]
-        elif _TARBALL.search(name):
-            builtin = "archive"
-        else:
-            builtin = "text" if facts.is_text else "binary"
-        return builtin, BUILTIN[builtin]
+        return _builtin(name, facts)
+
+    def builtin_for(self, inp: SkillInput) -> tuple[str, Skill]:
+        """The built-in skill for a file whose configured skill cannot run (a command's fallback)."""
+        return _builtin(inp.name, inp.facts)
+
+
+def _builtin(name: str, facts: FileFacts) -> tuple[str, Skill]:
+    if facts.file_type in _BY_TYPE:
+        builtin = _BY_TYPE[facts.file_type]
+    elif _TARBALL.search(name):
+        builtin = "archive"
+    else:
+        builtin = "text" if facts.is_text else "binary"
+    return builtin, BUILTIN[builtin]
