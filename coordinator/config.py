@@ -183,6 +183,7 @@ class GrepRuleConfig(_Section):
     regex: str = Field(min_length=1, max_length=4096)
     tags: list[str] = Field(default_factory=list)
     buckets: list[str] = Field(default_factory=list)
+    scope: Literal["file", "directory"] = "file"  # directory: search the file's whole bucket (rg, grep, re)
 
     @field_validator("regex")
     @classmethod

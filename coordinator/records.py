@@ -203,6 +203,7 @@ class RecordWriter:
                     "worker": job.worker,
                     "attempts": job.attempts,
                 },
+                "recovery": _recovery(facts.get("recovery")),
                 "metadata": {
                     "fileSize": facts.get("size"),
                     "encoding": facts.get("encoding"),
@@ -260,8 +261,19 @@ class RecordWriter:
 
 def _grep_match(match: Any) -> dict[str, Any]:
     # A pydantic GrepMatch from a RESULT, or a plain dict (recovery, tests).
-    get = match.get if isinstance(match, dict) else lambda key: getattr(match, key)
-    return {"rule": get("rule"), "line": get("line"), "text": get("text")}
+    get = match.get if isinstance(match, dict) else lambda key: getattr(match, key, None)
+    out = {"rule": get("rule"), "line": get("line"), "text": get("text")}
+    if get("path") is not None:
+        out["path"] = get("path")
+    return out
+
+
+def _recovery(recovery: Any) -> dict[str, Any]:
+    """A SUCCESS record's `recovery`: what the worker fell back to, if anything."""
+    if recovery is None:
+        return {"attempted": False, "fallback": None, "successful": True}
+    get = recovery.get if isinstance(recovery, dict) else lambda key: getattr(recovery, key, None)
+    return {"attempted": True, "fallback": get("fallback"), "successful": True, "reason": get("reason")}
 
 
 def _names(prefix: str, stamp: str, job_id: int) -> Iterator[str]:

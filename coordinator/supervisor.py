@@ -101,7 +101,7 @@ class Supervisor:
             pipeline=config.jobs.pipeline,
             skills=[SkillRule(**r.model_dump()) for r in config.skills],
             skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
-            grep=[GrepRule(name=g.name, regex=g.regex, tags=g.tags, buckets=g.buckets) for g in config.grep],
+            grep=[GrepRule(**g.model_dump()) for g in config.grep],
         )
 
     def _policy(self) -> RestartPolicy:

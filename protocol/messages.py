@@ -68,6 +68,7 @@ class GrepRule(BaseModel):
     regex: Annotated[str, Field(max_length=4096)]
     tags: list[ShortStr] = Field(default_factory=list, max_length=32)
     buckets: list[ShortStr] = Field(default_factory=list, max_length=256)  # empty: every bucket
+    scope: Literal["file", "directory"] = "file"  # directory: the file's whole bucket (rg, grep, re)
 
 
 class GrepMatch(BaseModel):
@@ -78,6 +79,18 @@ class GrepMatch(BaseModel):
     rule: ShortStr
     line: int = Field(ge=1)
     text: Annotated[str, Field(max_length=512)]
+    path: PathStr | None = None  # for a directory rule: the matching file, relative to the bucket
+
+
+class Recovery(BaseModel):
+    """How a job got its answer when the first way did not work (a tool missing, a breaker open)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempted: bool = True
+    fallback: ShortStr | None = None
+    successful: bool = True
+    reason: Annotated[str, Field(max_length=2048)] = ""
 
 
 class FileFacts(BaseModel):
@@ -96,7 +109,8 @@ class FileFacts(BaseModel):
     skill: ShortStr | None = None  # the skill that described the file
     # What the skill learned (the note's table): names to scalars, bounded like everything on the wire.
     details: dict[ShortStr, DetailValue] = Field(default_factory=dict, max_length=64)
-    grep_matches: list[GrepMatch] = Field(default_factory=list, max_length=500)
+    grep_matches: list[GrepMatch] = Field(default_factory=list, max_length=2000)
+    recovery: Recovery | None = None
 
 
 class Result(Body):

@@ -12,6 +12,7 @@ from worker.pipeline.grep import GrepRules
 from worker.pipeline.process import process_file
 from worker.skills import SkillChooser
 from worker.tools.breaker import Breakers
+from worker.tools.dirgrep import DirectoryGrep
 
 
 def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute], Result]:
@@ -22,6 +23,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
     # external tools' circuit breakers live as long as the worker.
     built_for: list[tuple[Config, SkillChooser, GrepRules]] = []
     breakers = Breakers()
+    dirgrep = DirectoryGrep(breakers)
 
     def work(job: Execute) -> Result:
         started = time.monotonic()
@@ -45,6 +47,7 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
             job_id=job.job_id,
             skills=chooser,
             grep=grep,
+            dirgrep=dirgrep,
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

@@ -139,3 +139,20 @@ def test_command_skills_run_in_the_workers_with_their_failures_recorded(scratch:
         assert (error["category"], error["error"]["code"]) == ("ExternalTool", "EXIT3")
         assert "bad input" in error["error"]["message"]
         assert svc.stop() == 0
+
+
+def test_a_directory_grep_rule_lists_matches_across_the_bucket(scratch: Path) -> None:
+    bucket = scratch / "bucket"
+    (bucket / "sub").mkdir(parents=True)
+    (bucket / "a.txt").write_text("order ref-1 shipped\n")
+    (bucket / "sub" / "b.txt").write_text("nothing here\nsee ref-22\n")
+    config = '[[grep]]\nname = "refs"\nregex = "ref-\\\\d+"\nscope = "directory"\n'
+    with RunningService(scratch, workers=2, extra_config=config) as svc:
+        svc.wait_ready(2)
+        counts = svc.wait_terminal(2, timeout=60)
+        assert counts["done"] == 2, counts
+        for record in svc.records_of("SUCCESS"):
+            matches = [(m["path"], m["line"]) for m in record["context"]["grepMatches"]]
+            assert matches == [("a.txt", 1), ("sub/b.txt", 2)], record["relativePath"]
+        assert "`sub/b.txt` line 2: `see ref-22`" in (svc.notes / "a.txt.obs.md").read_text()
+        assert svc.stop() == 0

@@ -1,5 +1,8 @@
 """Grep rules: named regular expressions whose matching lines (numbered) go into the note and the record.
 
+A rule's `scope` is "file" (the file being processed, here) or "directory" (the file's whole bucket,
+searched by `worker.tools.dirgrep` with ripgrep, GNU grep or Python, and cached across a burst).
+
 The coordinator compiled every rule at start (an invalid one never reaches a worker); here each rule is
 compiled once per CONFIG and run over the text the pipeline already holds, one `finditer` over the whole
 text per rule (not one search per line), taking the first match of each line. Lines are counted as the
@@ -13,7 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from protocol.messages import GrepMatch, GrepRule
+from protocol.messages import GrepMatch, GrepRule, Recovery
+from worker.tools.dirgrep import DirectoryGrep
 
 #: Matches listed per rule and file (every match is counted).
 MAX_MATCHES_PER_RULE = 50
@@ -29,6 +33,7 @@ class GrepResult:
     matches: list[GrepMatch]
     counts: dict[str, int]
     tags: list[str]
+    recovery: Recovery | None = None  # a directory rule answered by a fallback tool, and why
 
 
 class GrepRules:
@@ -41,13 +46,37 @@ class GrepRules:
     def __bool__(self) -> bool:
         return bool(self._rules)
 
-    def scan(self, text: str, bucket: str) -> GrepResult:
-        """Run every rule that applies to `bucket` over `text`."""
+    def scan(
+        self,
+        text: str | None,
+        bucket: str,
+        bucket_root: str | None = None,
+        dirgrep: DirectoryGrep | None = None,
+    ) -> GrepResult:
+        """Run every rule that applies to `bucket`: file rules over `text` (None: not searchable), directory
+        rules over `bucket_root` through `dirgrep`."""
         matches: list[GrepMatch] = []
         counts: dict[str, int] = {}
         tags: list[str] = []
+        recovery: Recovery | None = None
         for rule, regex in self._rules:
             if rule.buckets and bucket not in rule.buckets:
+                continue
+            if rule.scope == "directory":
+                if bucket_root is None or dirgrep is None:
+                    continue
+                found_dir = dirgrep.search(rule.regex, bucket_root)
+                if found_dir.fallback_reason:
+                    recovery = Recovery(fallback=found_dir.tool, reason=found_dir.fallback_reason)
+                if found_dir.matches:
+                    counts[rule.name] = len(found_dir.matches)
+                    tags += rule.tags
+                    matches += [
+                        GrepMatch(rule=rule.name, line=m.line, text=m.text, path=m.path)
+                        for m in found_dir.matches[:MAX_MATCHES_PER_RULE]
+                    ]
+                continue
+            if text is None:
                 continue
             found = _lines_matching(regex, text)
             if not found:
@@ -56,7 +85,7 @@ class GrepRules:
             tags += rule.tags
             for line, start, end in found[:MAX_MATCHES_PER_RULE]:
                 matches.append(GrepMatch(rule=rule.name, line=line, text=text[start:end][:MAX_LINE_CHARS]))
-        return GrepResult(matches, counts, list(dict.fromkeys(tags)))
+        return GrepResult(matches, counts, list(dict.fromkeys(tags)), recovery)
 
 
 def _lines_matching(regex: re.Pattern[str], text: str) -> list[tuple[int, int, int]]:

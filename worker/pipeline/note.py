@@ -152,7 +152,10 @@ def _grep_lines(grep: GrepResult) -> list[str]:
     for rule, count in grep.counts.items():
         lines.append(f"- **{_inline(rule)}** ({count:,} line{'s' if count != 1 else ''})")
         shown = [m for m in grep.matches if m.rule == rule]
-        lines += [f"  - line {m.line:,}: {md.code(m.text)}" for m in shown]
+        lines += [
+            f"  - {md.code(m.path) + ' ' if m.path is not None else ''}line {m.line:,}: {md.code(m.text)}"
+            for m in shown
+        ]
         if count > len(shown):
             lines.append(f"  - … and {count - len(shown):,} more")
     return lines

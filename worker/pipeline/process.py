@@ -15,6 +15,7 @@ from worker.pipeline.grep import GrepResult, GrepRules
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.safe_open import Version, open_regular
 from worker.skills import Skill, SkillChooser, SkillInput, SkillLimits, SkillOutput
+from worker.tools.dirgrep import DirectoryGrep
 
 _DEFAULT_CHOOSER = SkillChooser()
 _DEFAULT_LIMITS = SkillLimits()
@@ -42,6 +43,7 @@ def process_file(
     skills: SkillChooser = _DEFAULT_CHOOSER,
     limits: SkillLimits = _DEFAULT_LIMITS,
     grep: GrepRules = _NO_GREP,
+    dirgrep: DirectoryGrep | None = None,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
 
@@ -63,7 +65,7 @@ def process_file(
             path=os.path.abspath(path),
         )
         found = _run_skill(skill, run, inp)
-        grepped = _grep(grep, inp, bucket)
+        grepped = _grep(grep, inp, bucket, _bucket_root(path, relpath), dirgrep)
     finally:
         os.close(fd)
     facts = described.facts.model_copy(
@@ -71,6 +73,7 @@ def process_file(
             "skill": skill,
             "details": _details(found),
             "grep_matches": grepped.matches if grepped else [],
+            "recovery": grepped.recovery if grepped else None,
         }
     )
     preview = described.preview
@@ -120,9 +123,17 @@ def _details(found: SkillOutput) -> dict[str, str | int | float | bool | None]:
     return out
 
 
-def _grep(rules: GrepRules, inp: SkillInput, bucket: str) -> GrepResult | None:
-    """The grep rules' findings; None when there are no rules or nothing to search (binary, too large)."""
-    if not rules or not inp.facts.is_text:
+def _grep(
+    rules: GrepRules, inp: SkillInput, bucket: str, root: str | None, dirgrep: DirectoryGrep | None
+) -> GrepResult | None:
+    """The grep rules' findings (file rules only search text held in memory); None without rules."""
+    if not rules:
         return None
-    text = inp.text
-    return rules.scan(text, bucket) if text is not None else None
+    return rules.scan(inp.text if inp.facts.is_text else None, bucket, root, dirgrep)
+
+
+def _bucket_root(path: str, relpath: str) -> str | None:
+    """The bucket's directory: the file's absolute path without its relative path."""
+    full = os.path.abspath(path)
+    suffix = "/" + relpath.lstrip("/")
+    return full[: -len(suffix)] or "/" if relpath and full.endswith(suffix) else None
