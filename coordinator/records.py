@@ -25,20 +25,22 @@ from typing import Any
 from coordinator.jobs import Job
 from coordinator.states import JobState
 
-#: Severity of each error category (the seed design's table, plus what the supervisor sees).
+#: Severity of each error category, on the seed design's INFO / WARNING / ERROR scale: ERROR when the
+#: service or its setup is at fault (someone must act), WARNING when a file could not be read or a tool
+#: failed on it (worth a look), INFO when the file simply is what it is (binary, corrupt, too large).
 SEVERITY = {
-    "Configuration": "critical",
-    "System": "critical",
-    "WorkerCrash": "high",
-    "Timeout": "high",
-    "ResourceLimit": "high",
-    "SandboxViolation": "high",
-    "Quarantined": "high",
-    "ExternalTool": "medium",
-    "FileAccess": "medium",
-    "FileContent": "low",
-    "PatternMatching": "low",
-    "Protocol": "medium",
+    "Configuration": "ERROR",
+    "System": "ERROR",
+    "WorkerCrash": "ERROR",
+    "Timeout": "ERROR",
+    "ResourceLimit": "ERROR",
+    "SandboxViolation": "ERROR",
+    "Quarantined": "ERROR",
+    "Protocol": "ERROR",
+    "ExternalTool": "WARNING",
+    "FileAccess": "WARNING",
+    "PatternMatching": "WARNING",
+    "FileContent": "INFO",
 }
 
 #: Linux's unnamed-file flag; 0 elsewhere, where records always go through a named temp file.
@@ -229,7 +231,7 @@ class RecordWriter:
         recovery: dict[str, Any] | None = None,
     ) -> WrittenRecord:
         """Record a job that ended without a note (`state` is failed or quarantined)."""
-        severity = SEVERITY.get(category, "medium")
+        severity = SEVERITY.get(category, "WARNING")
         record_name, ts = self._write(
             "ERROR",
             job,

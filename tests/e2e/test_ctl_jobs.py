@@ -81,7 +81,7 @@ def test_errors_filter_by_category_and_age(scratch: Path) -> None:
         os.symlink("/nowhere", svc.bucket / "dangling")
         wait_for(lambda: ctl_json(svc.state, "errors"), 30, "an ERROR record in the index")
         (error,) = ctl_json(svc.state, "errors", "--since", "1h")
-        assert error["category"] == "FileAccess" and error["severity"] == "medium"
+        assert error["category"] == "FileAccess" and error["severity"] == "WARNING"
         assert error["relpath"] == "dangling" and error["state"] == "failed"
         assert error["superseded"] is False and "symlink" in error["message"]
         assert (svc.records / error["name"]).is_file()  # the index names a real record file

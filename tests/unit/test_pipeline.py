@@ -607,3 +607,11 @@ def test_a_jobs_leftover_temp_note_is_reused_not_left_behind(tmp_path: Path) -> 
     write_atomic(target, "the whole note\n", owner="7")
     assert target.read_text() == "the whole note\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["a.txt.obs.md"]
+
+
+def test_the_note_links_its_bucket_context_tree() -> None:
+    from worker.pipeline.note import context_link
+
+    _, body = parse_front_matter(note_for(text_facts(), "x"))
+    assert "In [[CONTEXT_TREE-inbox|inbox]]: `src/app.py`" in body
+    assert context_link("a|b]]#c\nd") == "[[CONTEXT_TREE-a-b-c-d|a-b-c-d]]"

@@ -43,7 +43,7 @@ def end(
     kind = "SUCCESS" if state is JobState.DONE else "ERROR"
     name = f"{kind}-2026-01-01-000000-{job.id:06d}{suffix}.json"
     message = None if category is None else f"{category} went wrong"
-    record = WrittenRecord(name, kind, at, category, None if category is None else "medium", message)
+    record = WrittenRecord(name, kind, at, category, None if category is None else "WARNING", message)
     q.finish(job, state, record=record, error=None if category is None else f"{category}: {message}")
 
 

@@ -69,3 +69,18 @@ def test_a_filesystem_without_o_tmpfile_falls_back_to_a_named_temp_file(
     assert not w._anonymous
     assert os.listdir(w.directory) == [written.name]
     w.close()
+
+
+def test_every_error_category_has_a_severity_on_the_seed_scale() -> None:
+    from typing import get_args
+
+    from coordinator.records import SEVERITY
+    from protocol.messages import ErrorCategory
+
+    assert set(SEVERITY) == set(get_args(ErrorCategory))
+    assert set(SEVERITY.values()) == {"INFO", "WARNING", "ERROR"}
+    assert (SEVERITY["FileContent"], SEVERITY["FileAccess"], SEVERITY["WorkerCrash"]) == (
+        "INFO",
+        "WARNING",
+        "ERROR",
+    )

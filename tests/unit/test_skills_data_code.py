@@ -39,7 +39,7 @@ def make_input(
 
 
 @contextmanager
-def fast(seconds: float = 1.0) -> Iterator[None]:
+def fast(seconds: float = 5.0) -> Iterator[None]:
     """A guard against catastrophic backtracking or recursion, not a benchmark."""
     start = time.perf_counter()
     yield

@@ -113,11 +113,13 @@ def test_cwd_and_env_reach_the_child(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_the_child_and_its_background_grandchild() -> None:
-    result = run(["/bin/sh", "-c", "echo $$ ; sleep 30 & echo $! ; sleep 30"], timeout_s=0.5)
+    # 1.5 s: time for the shell to print both pids even on a loaded machine; the bounds below are loose
+    # for the same reason (they tell "killed at the timeout" from "ran for 30 s", nothing finer).
+    result = run(["/bin/sh", "-c", "echo $$ ; sleep 30 & echo $! ; sleep 30"], timeout_s=1.5)
     shell, grandchild = (int(word) for word in result.stdout.split())
     assert result.timed_out and not result.ok
     assert (result.exit_code, result.signal) == (None, signal.SIGTERM)  # sh dies of the SIGTERM itself
-    assert 0.5 <= result.duration_s < 0.5 + TERM_GRACE_S + 0.5
+    assert 1.5 <= result.duration_s < 1.5 + TERM_GRACE_S + 5
     assert_all_gone(shell, grandchild)
     assert live_group_members(shell) == []
 
@@ -125,11 +127,11 @@ def test_timeout_kills_the_child_and_its_background_grandchild() -> None:
 def test_timeout_escalates_to_sigkill_when_sigterm_is_ignored() -> None:
     # An ignored signal stays ignored across fork and exec: the background sleep ignores SIGTERM too.
     script = "trap '' TERM; echo $$; sleep 30 & echo $!; wait"
-    result = run(["/bin/sh", "-c", script], timeout_s=0.5)
+    result = run(["/bin/sh", "-c", script], timeout_s=1.5)
     shell, grandchild = (int(word) for word in result.stdout.split())
     assert result.timed_out
     assert (result.exit_code, result.signal) == (None, signal.SIGKILL)
-    assert 0.5 + TERM_GRACE_S - 0.05 <= result.duration_s < 0.5 + TERM_GRACE_S + 0.7
+    assert 1.5 + TERM_GRACE_S - 0.05 <= result.duration_s < 1.5 + TERM_GRACE_S + 5
     assert_all_gone(shell, grandchild)
     assert live_group_members(shell) == []
 
@@ -140,7 +142,7 @@ def test_a_double_forked_grandchild_dies_with_the_group_after_a_normal_exit(redi
     result = run(["/bin/sh", "-c", f"echo $$; (sleep 30 {redirect} & echo $!); exit 0"], timeout_s=5)
     shell, grandchild = (int(word) for word in result.stdout.split())
     assert result.ok and not result.timed_out
-    assert result.duration_s < 1.0  # not held up by the orphan holding our pipes
+    assert result.duration_s < 10  # not held up for the orphan's 30 s while it holds our pipes
     assert_all_gone(grandchild)
     assert live_group_members(shell) == []
 
@@ -150,7 +152,7 @@ def test_without_a_pidfd_the_exit_is_still_noticed_promptly(monkeypatch: pytest.
     monkeypatch.setattr(command, "_open_pidfd", lambda pid: None)
     result = run(["/bin/sh", "-c", "echo $$; (sleep 30 & echo $!); exec >&- 2>&-; sleep 0.2"], timeout_s=5)
     shell, grandchild = (int(word) for word in result.stdout.split())
-    assert result.ok and 0.2 <= result.duration_s < 1.0
+    assert result.ok and 0.2 <= result.duration_s < 10
     assert_all_gone(grandchild)
     assert live_group_members(shell) == []
 

@@ -1,8 +1,9 @@
 """Render a file's facts as an Obsidian note, and write notes atomically.
 
 A note is YAML front matter (machine-readable facts, every string JSON-quoted so no value can break the
-YAML) followed by a markdown body: a title, a summary table and, for text, a preview in a code fence that
-the preview cannot close early.
+YAML) followed by a markdown body: a title, a wikilink to its bucket's `CONTEXT_TREE-<bucket>` note, a
+summary table (the facts, then what the skill found), the skill's sections, the grep matches and, for text,
+a preview in a code fence that the preview cannot close early.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from worker.skills.base import FieldValue, SkillOutput
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 _BACKTICKS = re.compile("`+")
 _TAG_UNSAFE = re.compile(r"[^a-z0-9_/-]+")
+#: What a wikilink target cannot hold (Obsidian: [ ] | # ^ and line breaks), plus controls.
+_WIKILINK_UNSAFE = re.compile(r"[\[\]|#^\x00-\x1f\x7f]+")
 
 
 def render_note(
@@ -69,7 +72,8 @@ def render_note(
             ("tags", tags),
         ]
     )
-    body = [f"# {_inline(name)}", "", *_summary(facts, found), ""]
+    body = [f"# {_inline(name)}", "", f"In {context_link(bucket)}: {md.code(relpath)}", ""]
+    body += [*_summary(facts, found), ""]
     for section in found.sections:
         body += [f"## {_inline(section.title)}", "", *section.lines, ""]
     if grep and grep.matches:
@@ -145,6 +149,13 @@ def _summary(facts: FileFacts, found: SkillOutput) -> list[str]:
     table = ["| Property | Value |", "| --- | --- |"]
     table += [f"| {key} | {_cell(value)} |" for key, value in rows]
     return table
+
+
+def context_link(bucket: str) -> str:
+    """The wikilink to the bucket's context-tree note, `CONTEXT_TREE-<bucket>` (one name per bucket, so
+    the link resolves anywhere in the vault even when buckets share an output directory)."""
+    safe = _WIKILINK_UNSAFE.sub("-", bucket) or "bucket"
+    return f"[[CONTEXT_TREE-{safe}|{safe}]]"
 
 
 def _grep_lines(grep: GrepResult) -> list[str]:
