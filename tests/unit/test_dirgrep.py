@@ -97,3 +97,13 @@ def test_a_directory_rule_reaches_the_facts_and_the_note(tree: Path, tmp_path: P
     )
     text = note.read_text()
     assert "- **refs** (3 lines)" in text and "  - `sub/b.md` line 2: `invoice-7 and invoice-8`" in text
+
+
+def test_ripgreps_config_file_and_ignore_files_change_nothing(tree: Path, tmp_path: Path) -> None:
+    (tree / ".ignore").write_text("a.txt\n")  # must not hide a match
+    (tree / ".gitignore").write_text("sub/\n")
+    config = tmp_path / "rgrc"
+    config.write_text("--max-count=0\n")  # would hide every match if ripgrep read it
+    env = {**only("rg", tmp_path=tmp_path), "RIPGREP_CONFIG_PATH": str(config)}
+    found = DirectoryGrep(Breakers(), env=env).search(REGEX, str(tree))
+    assert [(m.path, m.line, m.text) for m in found.matches] == EXPECTED

@@ -121,7 +121,9 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
     if tool == "rg":
         argv = [
             *("rg", "--no-heading", "--line-number", "--with-filename", "--null", "--color", "never"),
-            *("--no-ignore", "--no-messages", "--max-columns", "0", "-e", regex, "--", directory),
+            # --no-config: RIPGREP_CONFIG_PATH must not slip in flags such as --pre (a command per file).
+            *("--no-config", "--no-ignore", "--no-messages", "--max-columns", "0"),
+            *("-e", regex, "--", directory),
         ]
     elif tool == "grep":
         argv = ["grep", "-rnHIP", "--null", "--exclude=.*", "--exclude-dir=.*", "-e", regex, "--", directory]
