@@ -36,6 +36,9 @@ def refuse(path, context):
 def wrong(path, context):
     return ["not", "a", "dict"]
 
+def wild(path, context):
+    return {"nan": float("nan"), "long": "x" * 5000, **{f"k{i}": i for i in range(100)}}
+
 not_callable = 42
 """
 
@@ -101,3 +104,15 @@ def test_a_rule_sends_matching_files_to_the_handler(module: str, tmp_path: Path)
     assert facts.details == {"path_ends": True, "chars": 9, "obj": "[1, 2]"}
     note = (tmp_path / "out.md").read_text()
     assert f'skill: "{module}:fields"' in note and "| Chars | 9 |" in note
+
+
+def test_what_a_handler_returns_is_bounded_before_it_reaches_the_wire(module: str, tmp_path: Path) -> None:
+    chooser = SkillChooser([SkillRule(pattern="*", handler=f"{module}:wild")])
+    source = tmp_path / "a.txt"
+    source.write_text("x\n")
+    facts = process_file(
+        str(source), str(tmp_path / "n.md"), bucket="b", relpath="a.txt", worker="w",
+        max_input_bytes=1 << 20, preview_lines=1, skills=chooser,
+    )  # fmt: skip
+    assert facts.details["nan"] == "nan" and len(str(facts.details["long"])) == 1024
+    assert len(facts.details) == 64

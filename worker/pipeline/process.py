@@ -4,6 +4,7 @@ note, write it atomically."""
 from __future__ import annotations
 
 import errno
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ _DEFAULT_LIMITS = SkillLimits()
 _NO_GREP = GrepRules()
 #: Longest string a skill's finding keeps in the facts (the wire and the record bound it too).
 _MAX_DETAIL_CHARS = 1024
+#: Grep matches carried in the facts (the note lists the same ones); the protocol allows 2,000.
+MAX_GREP_MATCHES = 500
 
 # When the note cannot be written the disk said no (full, read-only, permissions, a missing directory):
 # that clears up when an operator acts, so the coordinator retries with backoff. Only a name the output
@@ -68,11 +71,14 @@ def process_file(
         grepped = _grep(grep, inp, bucket, _bucket_root(path, relpath), dirgrep)
     finally:
         os.close(fd)
-    facts = described.facts.model_copy(
-        update={
-            "skill": skill,
+    # Validated, not model_copy'd: a RESULT the coordinator would refuse at its boundary (a name or a list
+    # past the protocol's bounds) must fail here, loudly, not leave the job hanging on a dropped frame.
+    facts = FileFacts.model_validate(
+        {
+            **described.facts.__dict__,
+            "skill": skill[:256],
             "details": _details(found),
-            "grep_matches": grepped.matches if grepped else [],
+            "grep_matches": grepped.matches[:MAX_GREP_MATCHES] if grepped else [],
             "recovery": grepped.recovery if grepped else None,
         }
     )
@@ -119,7 +125,11 @@ def _run_skill(skill: str, run: Skill, inp: SkillInput) -> SkillOutput:
 def _details(found: SkillOutput) -> dict[str, str | int | float | bool | None]:
     out: dict[str, str | int | float | bool | None] = {}
     for key, value in list(found.fields.items())[:64]:
-        out[key[:256]] = value[:_MAX_DETAIL_CHARS] if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = value[:_MAX_DETAIL_CHARS]
+        elif isinstance(value, float) and not math.isfinite(value):
+            value = str(value)  # NaN and infinities are not JSON: the record must stay readable
+        out[key[:256]] = value
     return out
 
 
