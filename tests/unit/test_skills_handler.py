@@ -36,6 +36,9 @@ def refuse(path, context):
 def wrong(path, context):
     return ["not", "a", "dict"]
 
+def broken_output(path, context):
+    return SkillOutput(fields={"a": 1}, sections=None)
+
 def wild(path, context):
     return {"nan": float("nan"), "long": "x" * 5000, **{f"k{i}": i for i in range(100)}}
 
@@ -74,6 +77,7 @@ def test_a_skill_output_keeps_sections_made_safe(module: str) -> None:
         ("boom", "ExternalTool", "EHANDLER"),
         ("refuse", "FileContent", "ENOTINV"),
         ("wrong", "ExternalTool", "EHANDLER"),
+        ("broken_output", "ExternalTool", "EHANDLER"),
         ("not_callable", "Configuration", "EIMPORT"),
         ("missing", "Configuration", "EIMPORT"),
     ],

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from protocol.messages import GrepMatch, GrepRule, Recovery
-from worker.tools.dirgrep import DirectoryGrep
+from worker.tools.dirgrep import DirectoryGrep, matching_lines
 
 #: Matches listed per rule and file (every match is counted).
 MAX_MATCHES_PER_RULE = 50
@@ -78,7 +78,7 @@ class GrepRules:
                 continue
             if text is None:
                 continue
-            found = _lines_matching(regex, text)
+            found = matching_lines(regex, text)
             if not found:
                 continue
             counts[rule.name] = len(found)
@@ -86,20 +86,3 @@ class GrepRules:
             for line, start, end in found[:MAX_MATCHES_PER_RULE]:
                 matches.append(GrepMatch(rule=rule.name, line=line, text=text[start:end][:MAX_LINE_CHARS]))
         return GrepResult(matches, counts, list(dict.fromkeys(tags)), recovery)
-
-
-def _lines_matching(regex: re.Pattern[str], text: str) -> list[tuple[int, int, int]]:
-    """(line number, line start, line end) of every line with a match, in order."""
-    out: list[tuple[int, int, int]] = []
-    line, counted_to, last_line = 1, 0, 0
-    for m in regex.finditer(text):
-        pos = m.start()
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        if line == last_line:
-            continue  # one entry per line
-        last_line = line
-        start = text.rfind("\n", 0, pos) + 1
-        end = text.find("\n", pos)
-        out.append((line, start, len(text) if end < 0 else end))
-    return out

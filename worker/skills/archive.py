@@ -42,7 +42,7 @@ _COMPRESSION = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"
 #: What the stdlib raises on a corrupt or truncated archive (OSError covers gzip.BadGzipFile and bz2).
 _CORRUPT = (
     *(zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError),
-    *(OSError, struct.error, ValueError),
+    *(OSError, struct.error, ValueError, OverflowError),
 )
 
 #: The archive's bytes: in memory, or read through the descriptor.
@@ -182,7 +182,9 @@ def _tar(f: _File, compression: str | None, limits: SkillLimits) -> SkillOutput:
     # refused as corrupt: files only come here by a tarball's name or a rule that says so.
     with (
         _decompressed(f, compression) as raw,
-        tarfile.open(fileobj=_Metered(raw, limits.max_archive_unpacked_bytes), mode="r|") as tf,
+        tarfile.open(
+            fileobj=_Metered(raw, limits.max_archive_unpacked_bytes), mode="r|", tarinfo=_GuardedTarInfo
+        ) as tf,
     ):
         listing = _Listing(limits.max_list_items)
         for member in tf:
@@ -194,6 +196,25 @@ def _tar(f: _File, compression: str | None, limits: SkillLimits) -> SkillOutput:
                 limit = _human(limits.max_archive_unpacked_bytes)
                 raise _bomb("tar", f"declared {_human(listing.unpacked)} unpacked, the limit is {limit}")
     return listing.output("tar", {"compression": compression}, {})
+
+
+#: Longest long-name or pax header taken from a tar: tarfile reads them whole into memory, and Python
+#: before 3.11.10 parses pax headers in quadratic time (CVE-2024-6232): a 1 MiB one took ~1,000 s here.
+_MAX_META_BYTES = 16 * 1024
+_META_TYPES = frozenset(
+    {tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE}
+    | {tarfile.SOLARIS_XHDTYPE}
+)
+
+
+class _GuardedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized long-name and pax headers before tarfile reads them."""
+
+    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
+            most = _human(_MAX_META_BYTES)
+            raise _bomb("tar", f"a {_human(self.size)} name or pax header (at most {most})")
+        return super()._proc_member(tf)  # type: ignore[misc]
 
 
 def _decompressed(f: _File, compression: str | None) -> io.BufferedIOBase:

@@ -17,6 +17,7 @@ The seed design's recovery states, as they apply here:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from loguru import logger
@@ -30,6 +31,7 @@ from worker.tools.breaker import Breakers
 from worker.tools.command import CommandResult, ToolMissing, format_argv, run_command
 from worker.tools.ratelimit import SlidingWindowLimiter
 
+_BACKTICKS = re.compile("`+")
 #: Lines of the command's output shown in the note.
 MAX_OUTPUT_LINES = 50
 #: Tools already reported missing by this worker: said once, not once per file.
@@ -62,16 +64,23 @@ class CommandSkill:
                 max_output_bytes=self.max_output_bytes,
             )
         except ToolMissing as exc:
-            self.breaker.success()  # not the tool failing: there is no tool; falling back is the answer
-            if self.tool not in _reported_missing:
-                _reported_missing.add(self.tool)
-                logger.warning("{} is not available ({}); its files get the built-in skill", self.tool, exc)
-            return self._fall_back(inp, f"{self.tool} is not installed or cannot run: {exc.strerror}")
+            return self._missing(inp, exc)
+        except Exception as exc:  # fork failed (EAGAIN), out of fds...: the breaker hears of it, always
+            self.breaker.failure()
+            message = f"{self.tool} could not be run: {exc!r}"[:2000]
+            raise JobError("ExternalTool", message, code="ESPAWN", retryable=True) from exc
         if not result.ok:
             self.breaker.failure()
             raise _failure(self.tool, result)
         self.breaker.success()
         return _output(self.tool, result, waited)
+
+    def _missing(self, inp: SkillInput, exc: ToolMissing) -> SkillOutput:
+        self.breaker.success()  # not the tool failing: there is no tool; falling back is the answer
+        if self.tool not in _reported_missing:
+            _reported_missing.add(self.tool)
+            logger.warning("{} is not available ({}); its files get the built-in skill", self.tool, exc)
+        return self._fall_back(inp, f"{self.tool} is not installed or cannot run: {exc.strerror}")
 
     def _fall_back(self, inp: SkillInput, why: str) -> SkillOutput:
         name, skill = self.fallback(inp)
@@ -94,7 +103,8 @@ def _output(tool: str, result: CommandResult, waited: float) -> SkillOutput:
     out = SkillOutput(fields=fields, tags=[f"tool/{tool.rsplit('/', 1)[-1]}"])
     if lines:
         shown = [md.inline(line, 500) for line in lines[:MAX_OUTPUT_LINES]]
-        longest = max((len(run) for line in shown for run in line.split("`") if not run), default=0)
+        # The fence must outgrow every backtick run in the output, or a line of ``` would close it early.
+        longest = max((len(run) for line in shown for run in _BACKTICKS.findall(line)), default=0)
         fence = "`" * max(3, longest + 1)
         block = [fence, *shown, fence]
         if len(lines) > MAX_OUTPUT_LINES:

@@ -60,14 +60,13 @@ class HandlerSkill:
         function = self._load()
         context = HandlerContext(inp.name, inp.relpath, inp.facts, inp.content, inp.limits, inp)
         try:
-            result = function(inp.path, context)
+            return _as_output(function(inp.path, context), self.spec)
         except JobError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # raised by the handler, or a return value we could not take apart
             # The ERROR's stack is the traceback of this chain, the handler's own frames included.
             message = f"handler {self.spec} raised {type(exc).__name__}: {exc}"[:2000]
             raise JobError("ExternalTool", message, code="EHANDLER") from exc
-        return _as_output(result, self.spec)
 
     def _load(self) -> Callable[..., Any]:
         if self._function is None:

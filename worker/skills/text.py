@@ -12,12 +12,14 @@ import re
 from worker.skills import md
 from worker.skills.base import Section, SkillInput, SkillOutput
 
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t#]*$")
+# The title is cut with rstrip, not by the regex: "(.+?)[ \t#]*$" backtracks quadratically on a line of
+# spaces that ends in something else.
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*)$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # [[target]], [[target|alias]], [[target#heading]]: the target is what Obsidian links to.
 _WIKILINK = re.compile(r"\[\[([^\[\]|#\n]{1,200})(?:[#|][^\[\]\n]{0,200})?\]\]")
 # [text](target): inline links, targets without spaces.
-_MDLINK = re.compile(r"\[[^\]\n]{0,200}\]\(([^()\s]{1,500})\)")
+_MDLINK = re.compile(r"\[[^\]\n]{0,200}+\]\(([^()\s]{1,500}+)\)")
 # #tag as Obsidian reads it: after a space or line start, letters/digits/_/-//, not only digits.
 _TAG = re.compile(r"(?:^|(?<=\s))#([\w/-]{1,100})", re.UNICODE)
 
@@ -53,8 +55,8 @@ def markdown_skill(inp: SkillInput) -> SkillOutput:
             fence = opened.group(1)
             continue
         heading = _HEADING.match(line)
-        if heading:
-            headings.append((len(heading.group(1)), heading.group(2)))
+        if heading and (title := heading.group(2).rstrip(" \t#")):
+            headings.append((len(heading.group(1)), title))
         wikilinks += _WIKILINK.findall(line)
         links += _MDLINK.findall(line)
         tags += [t for t in _TAG.findall(line) if not t.isdigit()]

@@ -104,8 +104,8 @@ class DirectoryGrep:
                     logger.warning("{} is not available ({}); directory grep falls back", tool, exc.strerror)
                 reasons.append(f"{tool}: not installed")
                 continue
-            except _ToolFailed as exc:
-                breaker.failure()
+            except Exception as exc:  # it failed (_ToolFailed), or could not be started (EAGAIN, fds)
+                breaker.failure()  # always reported: a probe that raised would hold the breaker half-open
                 reasons.append(f"{tool}: {exc}")
                 continue
             breaker.success()
@@ -126,12 +126,14 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
             *("-e", regex, "--", directory),
         ]
     elif tool == "grep":
-        argv = ["grep", "-rnHIP", "--null", "--exclude=.*", "--exclude-dir=.*", "-e", regex, "--", directory]
+        argv = ["grep", "-rnHIPs", "--null", "--exclude=.*", "--exclude-dir=.*", "-e", regex, "--", directory]
     else:
         raise ToolMissing(2, "unknown directory grep tool", tool)
     result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, env=env)
-    # Both exit 1 when nothing matched; a full output buffer still gives the first matches.
-    if result.timed_out or (result.exit_code not in (0, 1) and not result.truncated):
+    # Both exit 1 when nothing matched, and 2 when a file could not be read even if others matched (one
+    # unreadable file must not fail every search); a full output buffer still gives the first matches.
+    partial = result.exit_code == 2 and b"\0" in result.stdout
+    if result.timed_out or (result.exit_code not in (0, 1) and not result.truncated and not partial):
         why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
         raise _ToolFailed(f"{why}: {result.stderr_tail.strip()[-200:]}")
     return _parse(result.stdout, directory)
@@ -162,27 +164,55 @@ def _python(regex: str, directory: str) -> tuple[DirMatch, ...]:
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            path = os.path.join(root, name)
-            try:
-                st = os.lstat(path)  # never follows a symlink, like the tools' defaults
-                if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_FILE_BYTES:
-                    continue
-                with open(path, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            if b"\0" in data[:8192]:
-                continue  # binary, as rg and grep -I skip it
+            data = _read_regular(os.path.join(root, name))
+            if data is None or b"\0" in data[:8192]:
+                continue  # unreadable, not a regular file, too large, or binary (as rg and grep -I skip it)
             text = data.decode("utf-8", "replace")
-            rel = os.path.relpath(path, directory)
-            seen: set[int] = set()
-            for m in compiled.finditer(text):
-                line = text.count("\n", 0, m.start()) + 1
-                if line in seen:
-                    continue
-                seen.add(line)
-                start = text.rfind("\n", 0, m.start()) + 1
-                end = text.find("\n", m.start())
-                out.append(DirMatch(rel, line, text[start : len(text) if end < 0 else end][:MAX_LINE_CHARS]))
+            rel = os.path.relpath(os.path.join(root, name), directory)
+            out += [
+                DirMatch(rel, line, text[start:end][:MAX_LINE_CHARS])
+                for line, start, end in matching_lines(compiled, text, MAX_MATCHES)
+            ]
     out.sort(key=lambda m: (m.path, m.line))
     return tuple(out[:MAX_MATCHES])
+
+
+def _read_regular(path: str) -> bytes | None:
+    """The file's bytes, opened as the pipeline opens inputs (never through a symlink, never blocking on a
+    FIFO), or None for anything but a regular file of at most _MAX_FILE_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_FILE_BYTES:
+            return None
+        return os.read(fd, _MAX_FILE_BYTES + 1)[:_MAX_FILE_BYTES]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def matching_lines(regex: re.Pattern[str], text: str, limit: int | None = None) -> list[tuple[int, int, int]]:
+    """(line number, line start, line end) of each line of `text` with a match, in order, at most `limit`.
+
+    One `finditer` over the whole text, lines counted incrementally from the previous match (counting from
+    the start each time was quadratic on a file that matches on every line), one entry per line.
+    """
+    found: list[tuple[int, int, int]] = []
+    line, counted_to, last = 1, 0, 0
+    for m in regex.finditer(text):
+        pos = m.start()
+        line += text.count("\n", counted_to, pos)
+        counted_to = pos
+        if line == last:
+            continue
+        last = line
+        start = text.rfind("\n", 0, pos) + 1
+        end = text.find("\n", pos)
+        found.append((line, start, len(text) if end < 0 else end))
+        if limit is not None and len(found) >= limit:
+            break
+    return found
