@@ -84,3 +84,24 @@ def test_every_error_category_has_a_severity_on_the_seed_scale() -> None:
         "WARNING",
         "ERROR",
     )
+
+
+def test_a_success_record_says_which_fallback_answered(writer: RecordWriter) -> None:
+    from protocol.messages import GrepMatch, Recovery
+
+    facts = {
+        **RESULT["facts"],
+        "grep_matches": [GrepMatch(rule="refs", line=2, text="see ref-1", path="sub/b.txt")],
+        "recovery": Recovery(fallback="grep", reason="rg: not installed"),
+    }
+    written = writer.success(job(), result={"output_path": "/n/a", "facts": facts}, duration_s=0.1)
+    data = json.loads((writer.directory / written.name).read_text())
+    assert data["recovery"] == {
+        "attempted": True,
+        "fallback": "grep",
+        "successful": True,
+        "reason": "rg: not installed",
+    }
+    assert data["context"]["grepMatches"] == [
+        {"rule": "refs", "line": 2, "text": "see ref-1", "path": "sub/b.txt"}
+    ]
