@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from coordinator.queue import connect
+from coordinator.queue import connect, db_text
 
 #: The columns `jobs` shows; `kind` and `path` tell a symlink or a moved input apart.
 JOB_COLUMNS = (
@@ -53,6 +53,11 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    """A row as a dict, with names that are not UTF-8 (stored as bytes) back as str."""
+    return {key: db_text(row[key]) for key in row.keys()}  # noqa: SIM118 - a Row iterates values
+
+
 def _limit(limit: int | None) -> int:
     return limit if limit else -1  # SQLite reads LIMIT -1 as "no limit"
 
@@ -63,7 +68,7 @@ def jobs(
     """Jobs newest first (by id), optionally of one state and one bucket; `limit` 0 or None for all."""
     where, params = _where(state=state, bucket=bucket)
     sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs{where} ORDER BY id DESC LIMIT ?"
-    return [dict(row) for row in conn.execute(sql, (*params, _limit(limit)))]
+    return [_row(row) for row in conn.execute(sql, (*params, _limit(limit)))]
 
 
 def quarantined(conn: sqlite3.Connection, *, limit: int | None = None) -> list[dict[str, Any]]:
@@ -92,7 +97,7 @@ def errors(
         f"SELECT {', '.join(RECORD_COLUMNS)} FROM records WHERE {' AND '.join(clauses)} "
         "ORDER BY timestamp DESC, name DESC LIMIT ?"
     )
-    rows = [dict(row) for row in conn.execute(sql, (*params, _limit(limit)))]
+    rows = [_row(row) for row in conn.execute(sql, (*params, _limit(limit)))]
     for row in rows:
         row["superseded"] = bool(row["superseded"])
     return rows

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import sqlite3
 import time
 from collections import Counter, deque
@@ -32,6 +33,7 @@ from coordinator.jobs import Job, VersionKey
 from coordinator.records import WrittenRecord
 from coordinator.schema import migrate
 from coordinator.states import ALL_JOB_STATES, TERMINAL_JOB_STATES, JobState
+from protocol.messages import text_or_fs_bytes
 
 #: Longest a change waits for its commit. Per-iteration commits cost one transaction per finished file
 #: under load (the loop wakes for nearly every RESULT); a short interval batches them.
@@ -52,6 +54,18 @@ _UPDATE = (
 )
 
 
+def db_text(value: Any) -> Any:
+    """A value read back: file-system bytes (stored by `text_or_fs_bytes`) become the str they came from."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+# A file name need not be UTF-8 (Linux names are bytes): Python hands it to us as a str with lone surrogates
+# ("latin-\udce9t\udce9.txt"), which SQLite's TEXT cannot hold. Stored as a BLOB of its bytes instead, so it
+# compares equal to itself and reads back exactly (`db_text`). Registering an adapter for str makes sqlite3
+# call it for every str we bind (about 0.25 µs each), in this process only.
+sqlite3.register_adapter(str, text_or_fs_bytes)
+
+
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection with the pragmas we rely on; `readonly` for `ob-ctl` reading beside a live coordinator."""
     if readonly:
@@ -67,12 +81,13 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
 
 def job_from_row(row: sqlite3.Row) -> Job:
     """Rebuild a Job from its row."""
+    relpath = db_text(row["relpath"])
     return Job(
         id=row["id"],
-        key=(row["bucket"], row["relpath"], row["size"], row["mtime_ns"], row["inode"]),
-        path=row["path"],
-        relpath=row["relpath"],
-        output_path=row["output_path"],
+        key=(row["bucket"], relpath, row["size"], row["mtime_ns"], row["inode"]),
+        path=db_text(row["path"]),
+        relpath=relpath,
+        output_path=db_text(row["output_path"]),
         kind=row["kind"],
         state=JobState(row["state"]),
         attempts=row["attempts"],
@@ -83,8 +98,8 @@ def job_from_row(row: sqlite3.Row) -> Job:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        last_error=row["last_error"],
-        record=row["record"],
+        last_error=db_text(row["last_error"]),
+        record=db_text(row["record"]),
         sha256=row["sha256"],
     )
 
@@ -117,7 +132,7 @@ class JobQueue:
     def _load(self) -> None:
         cur = self.db.execute("SELECT bucket, relpath, size, mtime_ns, inode, id, state FROM jobs")
         for bucket, relpath, size, mtime_ns, inode, job_id, state in cur:
-            self._keys[(bucket, relpath, size, mtime_ns, inode)] = job_id
+            self._keys[(bucket, db_text(relpath), size, mtime_ns, inode)] = job_id
             self._counts[state] += 1
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"

@@ -9,12 +9,40 @@ memory through the boundary. The envelope that carries a body is in `protocol.en
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
 
 ShortStr = Annotated[str, Field(max_length=256)]
 PathStr = Annotated[str, Field(max_length=4096)]
+
+
+def _fs_path(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = os.fsdecode(value)
+    if not isinstance(value, str):
+        raise ValueError("a path must be a string")
+    if len(value) > 4096:
+        raise ValueError("a path must be at most 4096 characters")
+    return value
+
+
+def text_or_fs_bytes(value: str) -> str | bytes:
+    """`value` itself when it is valid UTF-8, else its file-system bytes (a non-UTF-8 file name)."""
+    if value.isascii():
+        return value
+    try:
+        value.encode()
+        return value
+    except UnicodeEncodeError:
+        return os.fsencode(value)
+
+
+#: A file-system path. Linux names are bytes and need not be UTF-8; Python shows such a name as a str with
+#: lone surrogates, which msgpack's str (and pydantic's) refuses. On the wire it is a str when it is valid
+#: UTF-8 and its raw bytes otherwise; either way it arrives as the same str it left as.
+FsPath = Annotated[str, PlainValidator(_fs_path), PlainSerializer(text_or_fs_bytes)]
 Detail = Annotated[str, Field(max_length=16384)]
 
 
@@ -79,7 +107,7 @@ class GrepMatch(BaseModel):
     rule: ShortStr
     line: int = Field(ge=1)
     text: Annotated[str, Field(max_length=512)]
-    path: PathStr | None = None  # for a directory rule: the matching file, relative to the bucket
+    path: FsPath | None = None  # for a directory rule: the matching file, relative to the bucket
 
 
 class Recovery(BaseModel):
@@ -117,7 +145,7 @@ class Result(Body):
     """A job finished and its note is on disk."""
 
     job_id: ShortStr
-    output_path: PathStr | None = None  # None: no note (the no-op pipeline)
+    output_path: FsPath | None = None  # None: no note (the no-op pipeline)
     duration_s: float = Field(ge=0)
     facts: FileFacts | None = None
 
@@ -203,10 +231,10 @@ class Execute(Body):
     """Process one file and write its note to `output_path`."""
 
     job_id: ShortStr
-    path: PathStr
+    path: FsPath
     bucket: ShortStr
-    relpath: PathStr
-    output_path: PathStr
+    relpath: FsPath
+    output_path: FsPath
     deadline_s: float = Field(gt=0)
     attempt: int = Field(ge=1)
     skills: list[ShortStr] = Field(default_factory=list, max_length=64)

@@ -90,3 +90,22 @@ def test_random_bytes_never_escape_as_other_exceptions() -> None:
 
 def test_heartbeat_defaults_are_empty() -> None:
     assert decode(encode(Heartbeat())).body == Heartbeat()
+
+
+def test_a_path_that_is_not_utf8_crosses_the_wire_unchanged() -> None:
+    name = os.fsdecode(b"caf\xe9.txt")  # lone surrogates: msgpack's str cannot carry this
+    body = Execute(
+        job_id="1",
+        path=f"/b/{name}",
+        bucket="b",
+        relpath=name,
+        output_path=f"/n/{name}.obs.md",
+        deadline_s=5,
+        attempt=1,
+    )
+    out = decode(encode(body)).body
+    assert isinstance(out, Execute)
+    assert (out.path, out.relpath, out.output_path) == (body.path, body.relpath, body.output_path)
+    plain = decode(encode(Execute(job_id="2", path="/b/é.txt", bucket="b", relpath="é.txt",
+                                  output_path="/n/x", deadline_s=5, attempt=1))).body  # fmt: skip
+    assert isinstance(plain, Execute) and plain.relpath == "é.txt"

@@ -6,6 +6,7 @@ a SIGKILLed coordinator leaves behind.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -211,3 +212,19 @@ def test_a_job_that_changes_before_its_first_commit_is_stored_as_it_is_then(tmp_
         "/n/b.txt",
         "file",
     )
+
+
+def test_a_name_that_is_not_utf8_is_stored_and_read_back_exactly(tmp_path: Path) -> None:
+    name = os.fsdecode(b"latin-\xe9t\xe9.txt")  # Python's str for these bytes holds lone surrogates
+    q = JobQueue(tmp_path / "q.db")
+    job = add(q, name)
+    assert job is not None
+    q.flush()
+    q.requeue(q.pop_queued() or job, "try again")  # a dirty update binds the path again
+    q.flush()
+    q.close()
+    again = JobQueue(tmp_path / "q.db")
+    assert add(again, name) is None  # still known: the key compares equal to itself
+    popped = again.pop_queued()
+    assert popped is not None and popped.relpath == name and popped.path == f"/b/{name}"
+    assert os.fsencode(popped.path) == b"/b/latin-\xe9t\xe9.txt"
