@@ -29,6 +29,11 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
+    parser.add_argument(
+        "--sandbox-require",
+        metavar="LAYERS",
+        help='sandbox layers the workers must have, comma-separated ("landlock,seccomp"), or "auto"',
+    )
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
@@ -46,6 +51,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             out[dotted] = str(value) if isinstance(value, Path) else value
     if args.bucket:
         out["buckets"] = [{"path": str(p)} for p in args.bucket]
+    require = getattr(args, "sandbox_require", None)
+    if require is not None:
+        names = [name.strip() for name in require.split(",") if name.strip()]
+        out["sandbox.require"] = "auto" if names == ["auto"] else names
     return out
 
 
@@ -78,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config OK: {config.service.workers} workers, buckets {names}, state dir {state}")
         return EXIT_OK
 
+    from coordinator.jails import SandboxUnavailable
     from coordinator.lock import StateDirBusy
     from coordinator.logsetup import setup_logging
     from coordinator.schema import SchemaTooNew
@@ -86,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.service.log_level, json=config.service.log_json)
     try:
         return Service(config).run()
-    except (StateDirBusy, SchemaTooNew) as exc:
+    except (StateDirBusy, SchemaTooNew, SandboxUnavailable) as exc:
         print(f"ob-coordinator: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except sqlite3.DatabaseError as exc:

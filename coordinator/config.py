@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from protocol.sandbox import ALL_LAYERS, BASE_LAYERS, LAYER_ORDER
 from protocol.skills import BUILTIN_SKILLS, parse_rate
 
 DEFAULT_CONFIG_PATH = Path("config/openbuckets.toml")
@@ -77,9 +78,15 @@ class SupervisorConfig(_Section):
 class JobsConfig(_Section):
     """Per-job limits."""
 
-    deadline_s: float = Field(default=60.0, gt=0, le=86400)
+    deadline_s: float = Field(default=60.0, gt=0, le=86400)  # the base: every job gets at least this
+    deadline_per_mb_s: float = Field(default=1.0, ge=0, le=3600)  # plus this per MiB of input
     deadline_grace_s: float = Field(default=5.0, ge=0, le=3600)
     max_input_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # What one job (its worker and everything it starts) may use; enforced by the sandbox (docs/security.md).
+    max_output_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)  # largest file written
+    max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=128 * 1024 * 1024)
+    max_cpu_s: int = Field(default=120, ge=1, le=86400)
+    max_processes: int = Field(default=64, ge=8, le=65536)
     preview_lines: int = Field(default=20, ge=0, le=1000)
     retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=3600)
     retry_backoff_max_s: float = Field(default=30.0, ge=0, le=86400)
@@ -91,6 +98,35 @@ class JobsConfig(_Section):
     quarantine_move: bool = False
     quarantine_dir: Path | None = None  # default <state_dir>/quarantine
     skill_paths: list[Path] = Field(default_factory=list)  # where workers import handler skills from
+
+
+class SandboxConfig(_Section):
+    """Which sandbox layers workers must have (see docs/security.md)."""
+
+    # "auto": the base layers, plus every kernel layer the start-up probe verified on this machine; a layer
+    # the kernel lacks is a warning. A list: exactly these, and the service refuses to start without them.
+    require: Literal["auto"] | list[str] = "auto"
+    disable: list[str] = Field(default_factory=list)  # layers not to apply at all (reported as disabled)
+    read_paths: list[Path] = Field(default_factory=list)  # extra read-only paths for skills (data, tools)
+
+    @field_validator("require", "disable")
+    @classmethod
+    def _known_layers(cls, names: Any) -> Any:
+        if isinstance(names, list):
+            for name in names:
+                if name not in ALL_LAYERS:
+                    known = ", ".join(LAYER_ORDER)
+                    raise ValueError(f"unknown sandbox layer {name!r} (known: {known})")
+        return names
+
+    @model_validator(mode="after")
+    def _not_both(self) -> SandboxConfig:
+        for name in self.disable:
+            if name in BASE_LAYERS:
+                raise ValueError(f"disable: {name!r} is a base layer and cannot be disabled")
+            if isinstance(self.require, list) and name in self.require:
+                raise ValueError(f"require: {name!r} is both required and disabled")
+        return self
 
 
 class BucketConfig(_Section):
@@ -206,6 +242,7 @@ class Config(_Section):
     watcher: WatcherConfig = Field(default_factory=WatcherConfig)
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
     skills: list[SkillRuleConfig] = Field(default_factory=list)
     grep: list[GrepRuleConfig] = Field(default_factory=list)

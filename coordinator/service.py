@@ -25,6 +25,7 @@ from loguru import logger
 from coordinator.config import BucketConfig, Config
 from coordinator.control import ControlServer
 from coordinator.health import Health
+from coordinator.jails import Jails
 from coordinator.lock import StateLock
 from coordinator.outcomes import Outcomes
 from coordinator.paths import check_socket_paths, socket_paths
@@ -73,6 +74,7 @@ class Service:
         self._signal: int | None = None
         self._signals_seen = 0
         self._wake_w = -1
+        self.jails = Jails(config, self.run_dir)
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -139,6 +141,8 @@ class Service:
         control_sock = self._bind(ctx, zmq.ROUTER, control_path)
         try:
             cfg = self.config
+            self.jails.open()
+            required = self._check_sandbox()
             self.jobs = JobQueue(self.state_dir / "queue.db")
             self.records = RecordWriter(self.state_dir / "records")
             self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
@@ -153,8 +157,11 @@ class Service:
                     log_level=cfg.service.log_level,
                     log_json=cfg.service.log_json,
                     nice=cfg.supervisor.worker_nice,
+                    jails=self.jails,
                 ),
+                jails=self.jails,
             )
+            self.supervisor.required_layers = required
             self.watcher = Watcher(
                 [
                     (b.name, b.path.expanduser().absolute(), list(b.patterns), list(b.ignore))
@@ -191,6 +198,7 @@ class Service:
             return 0
         finally:
             self._kill_leftovers()
+            self.jails.close()
             if hasattr(self, "jobs"):
                 self.jobs.close()
             if hasattr(self, "records"):
@@ -296,6 +304,18 @@ class Service:
             if i % ADMIT_BATCH == 0:
                 self.jobs.flush()  # a 100k-file scan committed in one go held every row twice
                 self.supervisor.beat(self.clock())
+
+    def _check_sandbox(self) -> list[str]:
+        """Probe the sandbox once before any worker starts; the layers every worker must then verify.
+        Raises SandboxUnavailable (the service does not start) when `sandbox.require` cannot be met."""
+        reports = self.jails.probe()
+        required = self.jails.required(reports)
+        active = [r.name for r in reports if r.active]
+        logger.info("sandbox: {} verified; required: {}", ", ".join(active), ", ".join(required) or "none")
+        for report in reports:
+            if not report.active:
+                logger.warning("sandbox layer {} is unavailable: {}", report.name, report.detail)
+        return required
 
     def _record_not_files(self) -> None:
         # Taken from the queue (not kept here), so one committed before a crash is recorded after it too.

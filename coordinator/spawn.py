@@ -2,7 +2,9 @@
 
 Each worker gets its own session and process group (`start_new_session`), so one `killpg` reaches whatever
 it started, and a Ctrl-C in the coordinator's terminal is not delivered to the workers behind its back: the
-coordinator stops them itself, in order.
+coordinator stops them itself, in order. It starts in its jail (`coordinator.jails`): its scratch dir as
+working directory and home, a minimal environment, its sandbox spec on the command line, and its pid put
+into its cgroup at once, before its interpreter has even finished starting.
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coordinator.jails import Jails
 
 Spawner = Callable[[int, int], subprocess.Popen[bytes]]
 
 
 def worker_command(
-    endpoint: str, slot: int, generation: int, *, log_level: str, log_json: bool, nice: int = 0
+    endpoint: str,
+    slot: int,
+    generation: int,
+    *,
+    log_level: str,
+    log_json: bool,
+    nice: int = 0,
+    sandbox: str | None = None,
 ) -> list[str]:
     """The argv of one worker (`python -m worker`, the same code as the `ob-worker` script)."""
     cmd = [
@@ -39,19 +52,44 @@ def worker_command(
     ]
     if log_json:
         cmd.append("--log-json")
+    if sandbox is not None:
+        cmd += ["--sandbox", sandbox]
     return cmd
 
 
-def make_spawner(endpoint: str, *, log_level: str, log_json: bool, nice: int = 0) -> Spawner:
-    """A function that starts the worker for (slot, generation)."""
+def make_spawner(
+    endpoint: str, *, log_level: str, log_json: bool, nice: int = 0, jails: Jails | None = None
+) -> Spawner:
+    """A function that starts the worker for (slot, generation), in a fresh jail when `jails` is given."""
 
     def spawn(slot: int, generation: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json, nice=nice),
+        if jails is None:
+            return subprocess.Popen(
+                worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json, nice=nice),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+                start_new_session=True,
+            )
+        jail = jails.prepare(f"{slot}.{generation}")
+        proc = subprocess.Popen(
+            worker_command(
+                endpoint,
+                slot,
+                generation,
+                log_level=log_level,
+                log_json=log_json,
+                nice=nice,
+                sandbox=jail.spec.model_dump_json(),
+            ),
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # workers log to stderr; nothing a skill prints belongs in our output
+            cwd=jail.scratch,
+            env=jails.env(jail),
             close_fds=True,
             start_new_session=True,
         )
+        jails.started(jail, proc.pid)
+        return proc
 
     return spawn
 

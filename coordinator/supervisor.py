@@ -27,6 +27,8 @@ from loguru import logger
 
 from coordinator.backoff import RestartPolicy
 from coordinator.config import Config
+from coordinator.deaths import classify_death
+from coordinator.jails import Aftermath, Jails
 from coordinator.jobs import Job
 from coordinator.outcomes import Outcomes
 from coordinator.queue import JobQueue
@@ -71,6 +73,7 @@ class Supervisor:
         send: Send,
         spawn: Spawner,
         kill_group: KillGroup = signal_group,
+        jails: Jails | None = None,
     ) -> None:
         self.config = config
         self.sup = config.supervisor
@@ -79,6 +82,8 @@ class Supervisor:
         self.send = send
         self.spawn = spawn
         self.kill_group = kill_group
+        self.jails = jails
+        self.required_layers: list[str] = []  # sandbox layers a worker must verify (set after the probe)
         n = config.service.workers
         self.slots = [Slot(i, self._policy()) for i in range(n)]
         self.spares = [Slot(n + i, self._policy(), spare=True) for i in range(self.sup.spare_workers)]
@@ -216,6 +221,12 @@ class Supervisor:
             logger.warning("slot {}: unexpected READY (state {}, pid {})", slot.index, slot.state, body.pid)
             return
         slot.sandbox = list(body.sandbox)
+        missing = [name for name in self.required_layers if name not in body.sandbox]
+        if missing:
+            why = f"its sandbox lacks required layer(s) {', '.join(missing)}"
+            logger.error("slot {}: worker {} {}", slot.index, slot.name, why)
+            self.kill(slot, now, "SandboxViolation", why)
+            return
         if not self.send(slot.identity, self._config_msg):
             return
         slot.state = SlotState.READY
@@ -271,6 +282,8 @@ class Supervisor:
                 self._start(slot, now)
             elif slot.proc is not None:
                 self._watch(slot, now)
+        if self.jails is not None:
+            self.jails.tick()
         self.beat(now)
 
     def beat(self, now: float) -> None:
@@ -323,7 +336,9 @@ class Supervisor:
 
     def _on_exit(self, slot: Slot, now: float) -> None:
         assert slot.proc is not None
-        code, text = describe_exit(slot.proc.returncode)
+        returncode = slot.proc.returncode
+        code, text = describe_exit(returncode)
+        aftermath = self.jails.exited(slot.proc.pid) if self.jails is not None else Aftermath()
         uptime = now - slot.started_at
         cause = slot.kill
         slot.last_exit = code
@@ -339,9 +354,8 @@ class Supervisor:
         elif job is not None:
             slot.job = None
             slot.jobs_failed += 1
-            category = cause.category if cause else "WorkerCrash"
-            reason = f"{cause.reason}; worker {text}" if cause else f"worker {text}"
-            self.outcomes.worker_died(job, category, reason, code)
+            death = classify_death(returncode, aftermath, (cause.category, cause.reason) if cause else None)
+            self.outcomes.worker_died(job, death.category, death.reason, death.code)
         if self.stopping:
             slot.state = SlotState.STOPPED
             return
@@ -393,7 +407,7 @@ class Supervisor:
             job = self.jobs.pop_queued()
             if job is None:
                 break
-            deadline = self.config.jobs.deadline_s
+            deadline = job_deadline(self.config, job.key[2])
             self.jobs.mark_running(job, slot.name, lease_s=deadline + self.config.jobs.deadline_grace_s)
             msg = Execute(
                 job_id=job.wire_id,
@@ -457,3 +471,9 @@ class Supervisor:
         for slot in self.slots:
             out[slot.state.value] += 1
         return out
+
+
+def job_deadline(config: Config, size: int | None) -> float:
+    """A job's deadline: the base, plus the per-MiB allowance for its input's size."""
+    jobs = config.jobs
+    return jobs.deadline_s + jobs.deadline_per_mb_s * (size or 0) / (1024 * 1024)

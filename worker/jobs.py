@@ -15,9 +15,15 @@ from worker.tools.breaker import Breakers
 from worker.tools.dirgrep import DirectoryGrep
 
 
-def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute], Result]:
+def run_job(
+    worker_name: str,
+    config: Callable[[], Config],
+    job_starts: Callable[[], None] = lambda: None,
+    job_ends: Callable[[], None] = lambda: None,
+) -> Callable[[Execute], Result]:
     """A job function bound to this worker and its current CONFIG; raises the pipeline's JobError for a
-    file that fails."""
+    file that fails. `job_starts` is called first (limits set per job), `job_ends` last, however the job
+    ended (what the job left running is killed there)."""
 
     # The skill chooser and grep rules built for the CONFIG in force (rebuilt when a new one arrives); the
     # external tools' circuit breakers live as long as the worker.
@@ -26,7 +32,14 @@ def run_job(worker_name: str, config: Callable[[], Config]) -> Callable[[Execute
     dirgrep = DirectoryGrep(breakers)
 
     def work(job: Execute) -> Result:
+        try:
+            return _work(job)
+        finally:
+            job_ends()
+
+    def _work(job: Execute) -> Result:
         started = time.monotonic()
+        job_starts()
         cfg = config()
         if cfg.pipeline == "noop":
             return Result(job_id=job.job_id, duration_s=time.monotonic() - started)

@@ -34,10 +34,14 @@ from protocol.messages import (
     Result,
     Shutdown,
 )
+from protocol.sandbox import LayerReport, SandboxSpec
 from protocol.version import MAX_FRAME_BYTES
 from worker import __version__
 from worker.jobs import run_job
+from worker.pipeline import limits
+from worker.reaper import become_subreaper, kill_leftovers
 from worker.runner import JobRunner
+from worker.sandbox import apply_late, begin_job, verify
 
 #: A silent coordinator is given this many liveness windows before we leave. Its death is caught at once by
 #: the parent-death signal; silence is the fallback, and a coordinator admitting a huge scan may
@@ -47,6 +51,9 @@ COORDINATOR_GRACE = 3
 #: Allocations between young-generation collections (CPython's default is 700). Processing a file allocates
 #: a lot and frees nearly all of it by refcount; at 700 the cyclic collector took ~7% of a worker's CPU.
 GC_YOUNG_THRESHOLD = 20_000
+#: How long a sandboxed worker waits for its connection before the late sandbox stage (new unix sockets
+#: are refused from then on, so it must come after the connect).
+CONNECT_TIMEOUT_S = 10.0
 #: Exit codes the coordinator can tell apart.
 EXIT_OK = 0
 EXIT_COORDINATOR_LOST = 3
@@ -58,7 +65,13 @@ class WorkerLoop:
     """One worker process's whole life after start-up."""
 
     def __init__(
-        self, endpoint: str, slot: int, generation: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        endpoint: str,
+        slot: int,
+        generation: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sandbox: tuple[SandboxSpec, list[LayerReport]] | None = None,
     ):
         self.endpoint = endpoint
         self.slot = slot
@@ -71,6 +84,13 @@ class WorkerLoop:
         self.bad_frames = 0
         self._stop_reason: str | None = None
         self._proc = psutil.Process()
+        self.sandbox = sandbox
+        self.layers: list[str] = ["session", "pdeathsig"]  # what READY reports (verified layers only)
+        self._monitor: zmq.Socket[bytes] | None = None
+        self._retire = False
+        if sandbox is not None:
+            spec = sandbox[0]
+            limits.configure([*spec.read, *spec.write, *spec.execute, spec.scratch], list(spec.cgroup))
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -80,6 +100,8 @@ class WorkerLoop:
         sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        # Watched from before the connect, so the CONNECTED event cannot slip past (see _finish_sandbox).
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED) if self.sandbox is not None else None
         sock.connect(self.endpoint)
         return ctx, sock
 
@@ -102,12 +124,44 @@ class WorkerLoop:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         ctx, sock = self._open_socket()
-        runner = JobRunner(run_job(self.name, self._config), wake_w)
+        become_subreaper()
+        if self.sandbox is not None:
+            self._finish_sandbox(sock, *self.sandbox)
+        runner = JobRunner(run_job(self.name, self._config, self._job_limits, self._job_cleanup), wake_w)
         try:
             return self._loop(sock, wake_r, runner)
         finally:
             sock.close(linger=0)
             ctx.term()
+
+    def _finish_sandbox(self, sock: zmq.Socket[bytes], spec: SandboxSpec, early: list[LayerReport]) -> None:
+        """Once connected, close the last door (no new unix sockets), then check every layer from inside."""
+        if not _wait_connected(sock, self._monitor, CONNECT_TIMEOUT_S):
+            logger.warning(
+                "not connected to {} after {:g}s; late sandbox stage skipped",
+                self.endpoint,
+                CONNECT_TIMEOUT_S,
+            )
+            late = LayerReport(name="seccomp", active=False, detail="never connected, late stage skipped")
+        else:
+            late = apply_late(spec)
+        reports = verify(spec, [late if r.name == late.name else r for r in early])
+        self.layers = [r.name for r in reports if r.active]
+        missing = "; ".join(f"{r.name}: {r.detail}" for r in reports if not r.active)
+        logger.info(
+            "sandbox verified: {}{}", ", ".join(self.layers), f" (missing {missing})" if missing else ""
+        )
+
+    def _job_limits(self) -> None:
+        """Called as each job starts: its own CPU allowance (RLIMIT_CPU is per process, not per job). When
+        the worker's lifetime CPU budget cannot give the next job a full allowance, it retires after this
+        one and the coordinator starts a fresh worker."""
+        if self.sandbox is not None and not begin_job(self.sandbox[0].limits):
+            self._retire = True  # read by the loop once this job is answered
+
+    def _job_cleanup(self) -> None:
+        """Called as each job ends: nothing it started outlives it."""
+        kill_leftovers(list(self.sandbox[0].cgroup) if self.sandbox is not None else [])
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stop_reason = f"signal {signal.Signals(signum).name}"
@@ -143,6 +197,9 @@ class WorkerLoop:
             if outcome is not None and self.current and outcome.job_id == self.current.job_id:
                 self._send(sock, outcome.body)
                 self.current = None
+                if self._retire:
+                    self._stop_reason = "lifetime CPU budget spent: retiring for a fresh worker"
+                    continue
             if self.current and now >= self.current_deadline:
                 return self._abandon(
                     sock, "Timeout", f"job passed its deadline of {self.current.deadline_s:g}s"
@@ -220,7 +277,7 @@ class WorkerLoop:
             pid=os.getpid(),
             version=__version__,
             capabilities=["file-facts", "note"],
-            sandbox=["process-group", "pdeathsig"],
+            sandbox=self.layers,
         )
 
     def _heartbeat(self) -> Heartbeat:
@@ -248,6 +305,19 @@ def _recv_all(sock: zmq.Socket[bytes], limit: int = 256) -> list[bytes]:
             parts[-1] if len(parts) == 1 else b""
         )  # a multi-part frame is not ours: decode rejects b""
     return frames
+
+
+def _wait_connected(sock: zmq.Socket[bytes], monitor: zmq.Socket[bytes] | None, timeout_s: float) -> bool:
+    """Block until the socket's connection is up (a monitor event), or the timeout passes."""
+    if monitor is None:
+        return False
+    try:
+        if not monitor.poll(int(timeout_s * 1000)):
+            return False
+        return bool(monitor.recv_multipart())
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
 
 
 def _drain(fd: int) -> None:

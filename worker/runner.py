@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol.messages import Error, Execute, Result
+from worker.pipeline.limits import limit_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ class JobRunner:
 
 
 def _error_from(job: Execute, exc: Exception, duration: float) -> Error:
+    if not hasattr(exc, "category"):
+        exc = limit_error(exc) or exc  # MemoryError, EFBIG...: a limit, not a bug in our pipeline
     fields: dict[str, Any] = {
         "category": getattr(exc, "category", "System"),
         "retryable": bool(getattr(exc, "retryable", False)),

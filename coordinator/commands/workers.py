@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from coordinator.commands.table import human_bytes, human_seconds, render_table
+from protocol.sandbox import LAYER_ORDER
 
 if TYPE_CHECKING:
     from coordinator.service import Service
 
-HELP = "one row per worker: pid, state, heartbeat age, jobs, restarts, memory, CPU, current file"
+HELP = "one row per worker: pid, state, heartbeat age, jobs, restarts, memory, CPU, sandbox, current file"
 
 
 def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -20,7 +21,8 @@ def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The rows as a table."""
-    headers = ["slot", "pid", "state", "beat", "done", "failed", "restarts", "rss", "cpu", "uptime", "file"]
+    headers = ["slot", "pid", "state", "beat", "done", "failed", "restarts", "rss", "cpu", "uptime"]
+    headers += ["sandbox", "file"]
     table = [
         [
             f"{r['slot']} (spare)" if r.get("spare") else r["slot"],
@@ -33,8 +35,19 @@ def render(rows: list[dict[str, Any]]) -> str:
             human_bytes(r["rss_bytes"]),
             None if r["cpu_percent"] is None else f"{r['cpu_percent']:.0f}%",
             human_seconds(r["uptime_s"]),
+            sandbox_summary(r.get("sandbox") or [], alive=r["pid"] is not None),
             r.get("current_file"),
         ]
         for r in rows
     ]
     return render_table(headers, table)
+
+
+def sandbox_summary(layers: list[str], *, alive: bool) -> str | None:
+    """ "all 11" when every layer is verified, else what is missing ("no landlock,seccomp")."""
+    if not alive:
+        return None
+    missing = [name for name in LAYER_ORDER if name not in layers]
+    if not missing:
+        return f"all {len(LAYER_ORDER)}"
+    return "no " + ",".join(missing)

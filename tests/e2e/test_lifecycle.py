@@ -24,7 +24,7 @@ def drop_big(svc: RunningService, name: str) -> None:
 
 
 def test_a_job_past_its_deadline_is_cancelled_as_timeout_and_the_worker_replaced(scratch: Path) -> None:
-    extra = ALLOW_BIG + "deadline_s = 0.3\ndeadline_grace_s = 2.0\n"
+    extra = ALLOW_BIG + "deadline_s = 0.3\ndeadline_per_mb_s = 0.0\ndeadline_grace_s = 2.0\n"
     with RunningService(scratch, workers=1, extra_config=extra) as svc:
         first = svc.wait_ready(1)[0]
         drop_big(svc, "slow.bin")

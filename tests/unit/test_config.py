@@ -34,6 +34,13 @@ def write(tmp_path: Path, text: str) -> Path:
     ("text", "expected"),
     [
         ("[service]\nworkers = -1\n", "service.workers: Input should be greater than or equal to 1"),
+        ("[sandbox]\nrequire = ['landlok']\n", "sandbox.require: unknown sandbox layer 'landlok' (known:"),
+        ("[sandbox]\ndisable = ['rlimits']\n", "sandbox: disable: 'rlimits' is a base layer and cannot be"),
+        (
+            "[sandbox]\nrequire = ['seccomp']\ndisable = ['seccomp']\n",
+            "sandbox: require: 'seccomp' is both required and disabled",
+        ),
+        ("[jobs]\nmax_processes = 2\n", "jobs.max_processes: Input should be greater than or equal to 8"),
         ("[service]\nworkrs = 2\n", "service.workrs: unknown key"),
         ("[service]\nworkers = 'many'\n", "service.workers: Input should be a valid integer"),
         (

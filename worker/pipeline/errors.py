@@ -1,7 +1,7 @@
 """Errors a job can fail with: each carries the category, code and retryability the ERROR message needs.
 
     JobError                      any category; raised directly for System, Timeout, ResourceLimit,
-                                  Configuration and ExternalTool (a handler skill that fails)
+                                  SandboxViolation, Configuration and ExternalTool (a failing skill)
     ├── FileAccessError           category "FileAccess": cannot (safely) open or read the input
     └── FileContentError          category "FileContent": the input is readable but unacceptable
         └── FileTooLargeError     larger than the configured limit (never read)
@@ -15,7 +15,14 @@ import errno
 from typing import Literal
 
 JobErrorCategory = Literal[
-    "Configuration", "FileAccess", "FileContent", "ExternalTool", "System", "Timeout", "ResourceLimit"
+    "Configuration",
+    "FileAccess",
+    "FileContent",
+    "ExternalTool",
+    "System",
+    "Timeout",
+    "ResourceLimit",
+    "SandboxViolation",
 ]
 
 

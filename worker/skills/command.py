@@ -10,9 +10,11 @@ The seed design's recovery states, as they apply here:
     primary   the command exits 0: its output becomes the note's "Output" section
     fallback  the tool is missing (said once per worker, not once per file) or its breaker is open: the
               built-in skill for the file's type describes it, and the record's details say why
-    failure   non-zero exit, timeout, output past the cap: an ExternalTool ERROR with the exit code, the
-              stderr tail and the duration; the breaker counts it, and after `failure_threshold` in a
-              row it opens, so the next files fall back until a probe after the cool-down succeeds
+    failure   non-zero exit: an ExternalTool ERROR with the exit code, the stderr tail and the duration
+              (Timeout past `timeout_s`, ResourceLimit past the output cap or a sandbox limit, and
+              SandboxViolation when the sandbox refused it: `worker.pipeline.limits`); the breaker
+              counts it, and after `failure_threshold` in a row it opens, so the next files fall back
+              until a probe after the cool-down succeeds
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from loguru import logger
 
 from protocol.messages import SkillRule
 from protocol.skills import parse_rate
-from worker.pipeline.errors import JobError
+from worker.pipeline.errors import JobError, JobErrorCategory
+from worker.pipeline.limits import Counters, command_limit, command_refused
 from worker.skills import md
 from worker.skills.base import Section, Skill, SkillInput, SkillOutput
 from worker.tools.breaker import Breakers
@@ -57,6 +60,7 @@ class CommandSkill:
         if not self.breaker.allow():
             return self._fall_back(inp, f"{self.tool}'s circuit breaker is open after repeated failures")
         waited = self.limiter.acquire() if self.limiter else 0.0
+        before = Counters.read()
         try:
             result = run_command(
                 format_argv(self.template, input=inp.path),
@@ -71,7 +75,7 @@ class CommandSkill:
             raise JobError("ExternalTool", message, code="ESPAWN", retryable=True) from exc
         if not result.ok:
             self.breaker.failure()
-            raise _failure(self.tool, result)
+            raise _failure(self.tool, result, before)
         self.breaker.success()
         return _output(self.tool, result, waited)
 
@@ -113,15 +117,23 @@ def _output(tool: str, result: CommandResult, waited: float) -> SkillOutput:
     return out
 
 
-def _failure(tool: str, result: CommandResult) -> JobError:
-    if result.timed_out:
+def _failure(tool: str, result: CommandResult, before: Counters) -> JobError:
+    category: JobErrorCategory = "ExternalTool"
+    limit = command_limit(result.signal, result.exit_code, result.stderr_tail, before)
+    if limit is not None:
+        category, why, code = limit
+    elif result.timed_out:
         why, code = f"timed out after {result.duration_s:.1f}s", "ETIMEDOUT"
+        category = "Timeout"
     elif result.truncated:
         why, code = f"wrote more than {len(result.stdout):,} bytes", "EOUTPUT"
+        category = "ResourceLimit"
     elif result.exit_code is None:
         why, code = f"was killed by signal {result.signal}", f"SIG{result.signal}"
     else:
         why, code = f"exited with status {result.exit_code}", f"EXIT{result.exit_code}"
+        if command_refused(result.stderr_tail):
+            category = "SandboxViolation"
     tail = result.stderr_tail.strip()[-1500:]
     message = f"{tool} {why} after {result.duration_s:.2f}s" + (f"; stderr: {tail}" if tail else "")
-    return JobError("ExternalTool", message, code=code)
+    return JobError(category, message, code=code)

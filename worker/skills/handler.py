@@ -10,8 +10,9 @@ fields (values are kept if they are str, int, float, bool or None, shown with `r
 `SkillOutput` may add sections and tags. It runs in the worker's process, under its limits: a handler that
 crashes or hangs costs a worker, as any file would.
 
-How a handler's failure is recorded: a `JobError` it raises keeps its category; any other exception is
-`ExternalTool` (code EHANDLER) with the traceback; a handler that cannot be imported, or is not callable,
+How a handler's failure is recorded: a `JobError` it raises keeps its category; an exception that a limit or
+the sandbox caused is `ResourceLimit` or `SandboxViolation` (`worker.pipeline.limits`); any other exception
+is `ExternalTool` (code EHANDLER) with the traceback; a handler that cannot be imported, or is not callable,
 is `Configuration` (code EIMPORT) for every file it was meant for.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 
 from protocol.messages import FileFacts
 from worker.pipeline.errors import JobError
+from worker.pipeline.limits import Counters, limit_error
 from worker.skills import md
 from worker.skills.base import FieldValue, Section, SkillInput, SkillLimits, SkillOutput
 
@@ -59,11 +61,15 @@ class HandlerSkill:
     def __call__(self, inp: SkillInput) -> SkillOutput:
         function = self._load()
         context = HandlerContext(inp.name, inp.relpath, inp.facts, inp.content, inp.limits, inp)
+        before = Counters.read()
         try:
             return _as_output(function(inp.path, context), self.spec)
         except JobError:
             raise
         except Exception as exc:  # raised by the handler, or a return value we could not take apart
+            limit = limit_error(exc, before)
+            if limit is not None:  # the sandbox or a limit stopped it: say which
+                raise limit from exc
             # The ERROR's stack is the traceback of this chain, the handler's own frames included.
             message = f"handler {self.spec} raised {type(exc).__name__}: {exc}"[:2000]
             raise JobError("ExternalTool", message, code="EHANDLER") from exc

@@ -1,0 +1,262 @@
+"""Jails: what the coordinator prepares for each worker's sandbox, and what it cleans up after it.
+
+The worker builds its own sandbox (worker/sandbox/), but some of it must come from outside:
+
+    before the worker starts   a private scratch dir (run/scratch/<name>, 0700), the canary file it must
+                               fail to read, a minimal environment, and the `SandboxSpec` on its command line
+    right after it started     its pid written into its own cgroup (memory.max, pids.max, cgroup.kill)
+    after it exited            whatever it left running is killed (cgroup.kill reaches setsid'ed,
+                               double-forked grandchildren that killpg misses), the cgroup's OOM and
+                               pids counters say what killed it, the cgroup and scratch dir are removed
+
+A cgroup that is still populated cannot be removed yet: `tick` retries it. Without usable cgroups
+(`WorkerCgroups.create` failed) workers run without that layer and the reason is logged and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from loguru import logger
+
+from coordinator.cgroups import CgroupLimits, CgroupUnavailable, WorkerCgroups, WorkerGroup
+from coordinator.config import Config
+from protocol.sandbox import BASE_LAYERS, KERNEL_LAYERS, LayerReport, SandboxLimits, SandboxSpec
+
+#: The only variables a worker inherits: nothing secret, nothing that changes how Python or tools behave
+#: beyond locale and time zone. HOME and TMPDIR point into the scratch dir.
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: How long the start-up probe may take (it is a worker start without the socket).
+PROBE_TIMEOUT_S = 30.0
+
+
+class SandboxUnavailable(Exception):
+    """A layer `sandbox.require` names is not available here; `str()` is the one line to show."""
+
+
+@dataclass(frozen=True)
+class Aftermath:
+    """What the jail saw of a worker that exited."""
+
+    oom_kills: int = 0  # processes the kernel OOM-killed in its cgroup (memory limit)
+    pids_limit_hits: int = 0  # forks refused at pids.max
+    leftovers: int = 0  # processes still in its cgroup when it exited, killed now
+
+
+@dataclass
+class Jail:
+    """One worker process's scratch dir, cgroup and spec."""
+
+    name: str
+    scratch: Path
+    group: WorkerGroup | None
+    spec: SandboxSpec
+    pid: int | None = None
+
+
+class Jails:
+    """Prepares, tracks and tears down every worker's jail."""
+
+    def __init__(self, config: Config, run_dir: Path, *, cgroup_tag: str | None = None) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.scratch_root = run_dir / "scratch"
+        self.canary = run_dir / "canary"
+        jobs = config.jobs
+        self.limits = SandboxLimits(
+            memory_bytes=jobs.max_memory_bytes,
+            cpu_s=jobs.max_cpu_s,
+            fsize_bytes=jobs.max_output_bytes,
+            processes=jobs.max_processes,
+        )
+        self.cgroups: WorkerCgroups | None = None
+        self.cgroup_problem = ""
+        self._cgroup_tag = cgroup_tag
+        self._by_pid: dict[int, Jail] = {}
+        self._to_remove: list[Jail] = []
+
+    # -- set-up ------------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the scratch root, the canary and (where the kernel lets us) the cgroup root."""
+        shutil.rmtree(self.scratch_root, ignore_errors=True)  # a previous run's, if it died
+        self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.canary.write_text(f"open-buckets canary {secrets.token_hex(8)}: workers must not read this\n")
+        if "cgroup" in self.config.sandbox.disable:
+            self.cgroup_problem = "disabled by config"
+            return
+        try:
+            limits = CgroupLimits(memory_bytes=self.limits.memory_bytes, pids_max=self.limits.processes)
+            self.cgroups = WorkerCgroups.create(limits, tag=self._cgroup_tag)
+            logger.info("worker cgroups: {}", self.cgroups.describe())
+        except CgroupUnavailable as exc:
+            self.cgroup_problem = str(exc)
+            logger.warning("workers run without cgroups: {}", exc)
+
+    def close(self) -> None:
+        """Kill and remove every jail (best effort: we are stopping)."""
+        for jail in [*self._by_pid.values(), *self._to_remove]:
+            self._teardown(jail)
+        self._by_pid.clear()
+        self._to_remove.clear()
+        if self.cgroups is not None:
+            self.cgroups.close()
+        shutil.rmtree(self.scratch_root, ignore_errors=True)
+        self.canary.unlink(missing_ok=True)
+
+    # -- one worker --------------------------------------------------------------------------------------
+
+    def prepare(self, name: str) -> Jail:
+        """A fresh jail for the worker process about to be started as `name`."""
+        scratch = self.scratch_root / name
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        group = None
+        if self.cgroups is not None:
+            try:
+                group = self.cgroups.new_group(f"w{name}")
+            except OSError as exc:
+                logger.warning("worker {}: no cgroup: {}", name, exc)
+        return Jail(name, scratch, group, self.spec(scratch, group))
+
+    def spec(self, scratch: Path, group: WorkerGroup | None) -> SandboxSpec:
+        """The sandbox a worker with this scratch dir and cgroup is asked to build."""
+        cfg = self.config
+        read = [str(b.path.expanduser().absolute()) for b in cfg.buckets]
+        read += [str(p.expanduser().absolute()) for p in (*cfg.jobs.skill_paths, *cfg.sandbox.read_paths)]
+        write = sorted({str(cfg.bucket_output(b)) for b in cfg.buckets})
+        return SandboxSpec(
+            read=read,
+            write=write,
+            execute=_command_programs(cfg),
+            scratch=str(scratch),
+            canary=str(self.canary),
+            cgroup=[str(d) for d in group.dirs] if group is not None else [],
+            limits=self.limits,
+            disable=list(cfg.sandbox.disable),
+        )
+
+    def env(self, jail: Jail) -> dict[str, str]:
+        """The worker's whole environment."""
+        env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.update(HOME=str(jail.scratch), TMPDIR=str(jail.scratch))
+        return env
+
+    def started(self, jail: Jail, pid: int) -> None:
+        """The worker process exists: put it in its cgroup before it touches any file."""
+        jail.pid = pid
+        self._by_pid[pid] = jail
+        if jail.group is not None:
+            try:
+                jail.group.add(pid)
+            except OSError as exc:  # the worker sees it is not in its cgroup and reports the layer missing
+                logger.warning("worker {}: cannot join its cgroup: {}", jail.name, exc)
+
+    def exited(self, pid: int) -> Aftermath:
+        """The worker `pid` exited: kill what it left behind, say what the kernel saw, clean up."""
+        jail = self._by_pid.pop(pid, None)
+        if jail is None:
+            return Aftermath()
+        aftermath = Aftermath()
+        if jail.group is not None:
+            left = len(jail.group.pids())
+            aftermath = Aftermath(jail.group.oom_kills(), jail.group.pids_limit_hits(), left)
+            if left:
+                logger.info("worker {}: killing {} process(es) it left behind", jail.name, left)
+        if not self._teardown(jail):
+            self._to_remove.append(jail)
+        return aftermath
+
+    def tick(self) -> None:
+        """Retry removing the cgroups that were still busy."""
+        if self._to_remove:
+            self._to_remove = [j for j in self._to_remove if not self._teardown(j)]
+
+    def _teardown(self, jail: Jail) -> bool:
+        shutil.rmtree(jail.scratch, ignore_errors=True)
+        if jail.group is None:
+            return True
+        jail.group.kill()
+        return jail.group.remove()
+
+    # -- the start-up probe ------------------------------------------------------------------------------
+
+    def probe(self) -> list[LayerReport]:
+        """Build a worker's sandbox once, in a throwaway process, and return what it verified."""
+        jail = self.prepare("probe")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "worker", "--probe", "--sandbox", jail.spec.model_dump_json()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=jail.scratch,
+                env=self.env(jail),
+                close_fds=True,
+                start_new_session=True,
+            )
+            self.started(jail, proc.pid)
+            try:
+                out, err = proc.communicate(timeout=PROBE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            reports = _parse_probe(out)
+            if reports is None:
+                tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise SandboxUnavailable(f"sandbox probe failed (exit {proc.returncode}): {tail[0]}")
+            return reports
+        finally:
+            if jail.pid is not None:
+                self.exited(jail.pid)
+
+    def required(self, reports: list[LayerReport]) -> list[str]:
+        """The layers every worker must verify; raise SandboxUnavailable if one is missing here."""
+        by_name = {r.name: r for r in reports}
+        wanted = self.config.sandbox.require
+        if wanted == "auto":
+            # Linux: what works here; elsewhere only what every platform has (ARCHITECTURE section 5).
+            kernel = [n for n in KERNEL_LAYERS if by_name.get(n) and by_name[n].active]
+            names = list(BASE_LAYERS) + kernel if sys.platform.startswith("linux") else []
+        else:
+            names = list(wanted)
+        for name in names:
+            report = by_name.get(name)
+            if report is None or not report.active:
+                why = report.detail if report is not None else "not reported by the worker"
+                raise SandboxUnavailable(f"sandbox.require: layer {name!r} is unavailable: {why}")
+        return names
+
+
+def _command_programs(cfg: Config) -> list[str]:
+    """The absolute paths in command skills' templates: their programs and the scripts they are given
+    (`["sh", "/opt/skills/pdf.sh", "{input}"]`) are readable and executable; the rest is found on PATH."""
+    out: list[str] = []
+    for rule in cfg.skills:
+        for arg in rule.command or []:
+            if os.path.isabs(arg) and "{" not in arg and arg not in out:
+                out.append(arg)
+    return out
+
+
+def _parse_probe(out: bytes) -> list[LayerReport] | None:
+    for line in reversed(out.decode(errors="replace").splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, list):
+            try:
+                return [LayerReport.model_validate(item) for item in data]
+            except ValueError:
+                return None
+    return None
