@@ -203,7 +203,8 @@ class Coordinator:
         return self.proc is not None and self.proc.poll() is None
 
     def workers(self) -> list[psutil.Process]:
-        """The coordinator's live worker children (`python -m worker ...`)."""
+        """The coordinator's live worker children (`python -m worker ...`; not its start-up sandbox probe,
+        which is no worker: killing it is a failed start, not chaos)."""
         if not self.alive():
             return []
         try:
@@ -213,7 +214,12 @@ class Coordinator:
         out = []
         for child in children:
             try:
-                if "-m worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                cmdline = child.cmdline()
+                if (
+                    "-m worker" in " ".join(cmdline)
+                    and "--probe" not in cmdline
+                    and child.status() != psutil.STATUS_ZOMBIE
+                ):
                     out.append(child)
             except psutil.Error:
                 continue

@@ -33,7 +33,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
         raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
-def write_config(path: Path, base: Path, *, workers: int = 4, extra: str = "") -> Path:
+def write_config(path: Path, base: Path, *, workers: int = 4, extra: str = "", supervisor: str = "") -> Path:
     """A config file for a service living entirely inside `base`."""
     (base / "bucket").mkdir(exist_ok=True)
     text = f"""
@@ -54,6 +54,7 @@ liveness = 3
 backoff_initial_s = 0.2
 backoff_max_s = 2.0
 kill_grace_s = 1.0
+{supervisor}
 
 [[buckets]]
 name = "bucket"
@@ -83,14 +84,22 @@ class RunningService:
     """One real coordinator process (and the workers it spawns) rooted in a scratch dir."""
 
     def __init__(
-        self, base: Path, *, workers: int = 4, extra_config: str = "", args: tuple[str, ...] = ()
+        self,
+        base: Path,
+        *,
+        workers: int = 4,
+        extra_config: str = "",
+        args: tuple[str, ...] = (),
+        supervisor_config: str = "",
     ) -> None:
         self.base = base
         self.bucket = base / "bucket"
         self.notes = base / "notes"
         self.state = base / "state"
         self.records = self.state / "records"
-        self.config = write_config(base / "ob.toml", base, workers=workers, extra=extra_config)
+        self.config = write_config(
+            base / "ob.toml", base, workers=workers, extra=extra_config, supervisor=supervisor_config
+        )
         self.log_path = base / "coordinator.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop() / kill(); "a" keeps restarts
         self.proc = subprocess.Popen(
