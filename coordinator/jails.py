@@ -195,7 +195,7 @@ class Jails:
         jail = self.prepare("probe")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "worker", "--probe", "--sandbox", jail.spec.model_dump_json()],
+                [sys.executable, "-m", "worker", "--probe", "--sandbox", jail.spec.to_json()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -256,7 +256,7 @@ def _parse_probe(out: bytes) -> list[LayerReport] | None:
             continue
         if isinstance(data, list):
             try:
-                return [LayerReport.model_validate(item) for item in data]
+                return [LayerReport.from_dict(item) for item in data]
             except ValueError:
                 return None
     return None

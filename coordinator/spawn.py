@@ -79,7 +79,7 @@ def make_spawner(
                 log_level=log_level,
                 log_json=log_json,
                 nice=nice,
-                sandbox=jail.spec.model_dump_json(),
+                sandbox=jail.spec.to_json(),
             ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # workers log to stderr; nothing a skill prints belongs in our output

@@ -6,6 +6,9 @@ import argparse
 import os
 import sys
 
+#: Exit code of a worker that could not build a base layer of its sandbox.
+EXIT_NO_SANDBOX = 6
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; the coordinator spawns this with its slot, generation and endpoint."""
@@ -31,17 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.nice > 0:
         os.nice(args.nice)
 
+    if args.probe:
+        if args.sandbox is None:
+            parser.error("--probe needs --sandbox")
+        return _probe(args.sandbox)
+
     from worker.lifeline import bind_to_parent
 
-    if not args.probe and not bind_to_parent(args.parent_pid):
+    if not bind_to_parent(args.parent_pid):
         return 3
     from worker.logsetup import setup_logging
 
-    name = "probe" if args.probe else f"worker {args.slot}.{args.generation}"
-    setup_logging(args.log_level, json=args.log_json, name=name, quiet_stdio=not args.probe)
+    name = f"worker {args.slot}.{args.generation}"
+    setup_logging(args.log_level, json=args.log_json, name=name, quiet_stdio=True)
     if args.sandbox is None:
-        if args.probe:
-            parser.error("--probe needs --sandbox")
         from worker.main import WorkerLoop
 
         return WorkerLoop(args.endpoint, args.slot, args.generation).run()
@@ -49,27 +55,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sandboxed(args: argparse.Namespace) -> int:
-    """Build the sandbox before anything starts a thread, then run (or, for --probe, report and exit)."""
-    import json
-
+    """Build the sandbox before anything starts a thread, then run."""
     from loguru import logger
 
     from protocol.sandbox import SandboxSpec
-    from worker.main import WorkerLoop  # imported before the sandbox: a lean path for lazy imports later
-    from worker.sandbox import SandboxError, apply_early, apply_late, verify
+    from worker.main import WorkerLoop  # imported before the sandbox: little is left to import under it
+    from worker.sandbox import SandboxError, apply_early
 
     try:
-        spec = SandboxSpec.model_validate_json(args.sandbox)
+        spec = SandboxSpec.from_json(args.sandbox)
         reports = apply_early(spec)
     except (SandboxError, ValueError) as exc:
         logger.error("cannot build the sandbox: {}", exc)
-        return 6
-    if args.probe:
-        late = apply_late(spec)
-        reports = verify(spec, [late if r.name == late.name else r for r in reports])
-        print(json.dumps([r.model_dump() for r in reports]), flush=True)
-        return 0
+        return EXIT_NO_SANDBOX
     return WorkerLoop(args.endpoint, args.slot, args.generation, sandbox=(spec, reports)).run()
+
+
+def _probe(spec_json: str) -> int:
+    """`--probe`: build the whole sandbox, verify it, print the reports as one JSON line, exit. Lean on
+    purpose (no logging library, no message models): every coordinator start waits for it."""
+    import json
+
+    from protocol.sandbox import SandboxSpec
+    from worker.sandbox import SandboxError, apply_early, apply_late, verify
+
+    try:
+        spec = SandboxSpec.from_json(spec_json)
+        reports = apply_early(spec)
+    except (SandboxError, ValueError) as exc:
+        print(f"cannot build the sandbox: {exc}", file=sys.stderr)
+        return EXIT_NO_SANDBOX
+    late = apply_late(spec)
+    reports = verify(spec, [late if r.name == late.name else r for r in reports])
+    print(json.dumps([r.to_dict() for r in reports]), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

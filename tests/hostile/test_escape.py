@@ -26,6 +26,7 @@ HANDLER_ATTACKS = [
     "kill_coordinator",
     "kill_other_worker",
     "ptrace_coordinator",
+    "ptrace_other_worker",
     "unshare_user",
     "mount_tmpfs",
 ]

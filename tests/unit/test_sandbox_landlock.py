@@ -46,7 +46,7 @@ def test_only_the_allowed_paths_are_reachable(tmp_path: Path) -> None:
         _write(script, "#!/bin/sh\necho ran\n")
         script.chmod(0o700)
         out = {
-            "landlock": reports_by_name(reports)["landlock"].model_dump(),
+            "landlock": reports_by_name(reports)["landlock"].to_dict(),
             "canary": errno_of(lambda: _read(spec.canary)),
             "read_ok": NEEDLE in _read(read_dir / "hello.txt"),
             "list_read": sorted(os.listdir(read_dir)),
@@ -127,7 +127,7 @@ def test_landlock_is_refused_while_another_thread_runs(tmp_path: Path) -> None:
         finally:
             release.set()
             thread.join()
-        return {r.name: r.model_dump() for r in reports}
+        return {r.name: r.to_dict() for r in reports}
 
     reports = in_child(body)
     assert not reports["landlock"]["active"]

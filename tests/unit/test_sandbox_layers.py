@@ -48,7 +48,7 @@ def test_base_layers_hold_from_inside(tmp_path: Path) -> None:
             ["/bin/sh", "-c", "env; grep Cap /proc/self/status"], capture_output=True, text=True
         )
         return {
-            "reports": [r.model_dump() for r in reports],
+            "reports": [r.to_dict() for r in reports],
             "was_leader": was_leader,
             "leader": os.getsid(0) == os.getpid(),
             "env": sorted(os.environ),
@@ -207,7 +207,7 @@ def test_disabled_layers_are_reported_and_left_alone(tmp_path: Path) -> None:
         before = os.stat("/proc/self/ns/net").st_ino
         reports = apply_early(spec)
         return {
-            "reports": [r.model_dump() for r in reports],
+            "reports": [r.to_dict() for r in reports],
             "same_netns": os.stat("/proc/self/ns/net").st_ino == before,
             "cap_eff": int(_status("CapEff"), 16),
         }
@@ -238,7 +238,7 @@ def test_a_non_root_worker_reports_what_it_cannot_do(tmp_path: Path) -> None:
             os.setuid(nobody)
             reports = apply_early(spec)
             return {
-                "reports": [r.model_dump() for r in reports],
+                "reports": [r.to_dict() for r in reports],
                 "nproc": resource.getrlimit(resource.RLIMIT_NPROC),
             }
 

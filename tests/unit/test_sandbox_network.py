@@ -80,10 +80,10 @@ def test_the_empty_namespace_alone_blocks_the_network(
     def body() -> dict[str, object]:
         reports = apply_early(spec)
         return {
-            "netns": reports_by_name(reports)["netns"].model_dump(),
+            "netns": reports_by_name(reports)["netns"].to_dict(),
             "tcp": _tcp(tcp.getsockname()[1]),
             "udp": _udp(udp.getsockname()[1]),
-            "verified": reports_by_name(verify(spec, reports))["netns"].model_dump(),
+            "verified": reports_by_name(verify(spec, reports))["netns"].to_dict(),
         }
 
     got = in_child(body)
@@ -120,7 +120,7 @@ def test_landlock_alone_blocks_tcp_and_abstract_sockets_but_not_udp(
             "tcp": _tcp(tcp.getsockname()[1]),
             "udp": _udp(udp.getsockname()[1]),
             "abstract": errno_of(connect_abstract),
-            "verified": [r.model_dump() for r in verify(spec, reports)],
+            "verified": [r.to_dict() for r in verify(spec, reports)],
         }
 
     try:

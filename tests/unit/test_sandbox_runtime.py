@@ -98,7 +98,7 @@ def test_a_zmq_connection_survives_both_stages(tmp_path: Path) -> None:
         second = dealer.recv()
         out = {
             "early": {name: r.active for name, r in early.items()},
-            "late": late.model_dump(),
+            "late": late.to_dict(),
             "replies": [first.decode(), second.decode()],
             "unix": errno_of(lambda: socket.socket(socket.AF_UNIX).close()),
         }

@@ -141,7 +141,7 @@ def test_the_late_stage_refuses_new_unix_sockets_only(tmp_path: Path) -> None:
         left.sendall(b"ping")
         echoed = right.recv(4)
         return {
-            "report": report.model_dump(),
+            "report": report.to_dict(),
             "socket": errno_of(lambda: socket.socket(socket.AF_UNIX).close()),
             "socketpair": errno_of(socket.socketpair),
             "echoed": echoed.decode(),
@@ -161,7 +161,7 @@ def test_the_late_stage_alone_is_not_reported_active(tmp_path: Path) -> None:
 
     def body() -> dict[str, object]:
         reports = reports_by_name(apply_early(disabled))
-        return {"early": reports["seccomp"].model_dump(), "late": apply_late(spec).model_dump()}
+        return {"early": reports["seccomp"].to_dict(), "late": apply_late(spec).to_dict()}
 
     got = in_child(body)
     assert got["early"]["detail"] == "disabled by config"

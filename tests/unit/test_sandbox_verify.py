@@ -24,7 +24,7 @@ def test_every_layer_is_verified_active_here(tmp_path: Path) -> None:
         reports = apply_early(spec)
         late = apply_late(spec)
         reports = [late if r.name == late.name else r for r in reports]
-        return [r.model_dump() for r in verify(spec, reports)]
+        return [r.to_dict() for r in verify(spec, reports)]
 
     reports = in_child(body)
     assert [r["name"] for r in reports] == list(LAYER_ORDER)
@@ -38,7 +38,7 @@ def test_layers_claimed_but_not_applied_fail_verification(tmp_path: Path) -> Non
     claimed = [LayerReport(name=name, active=True, detail="claimed") for name in LAYER_ORDER]
 
     def body() -> list[dict[str, object]]:
-        return [r.model_dump() for r in verify(spec, [*claimed, LayerReport(name="other", active=True)])]
+        return [r.to_dict() for r in verify(spec, [*claimed, LayerReport(name="other", active=True)])]
 
     reports = reports_by_name(in_child(body))
     for name in LAYER_ORDER:
@@ -65,9 +65,9 @@ def test_the_cgroup_the_coordinator_chose_is_verified(tmp_path: Path) -> None:
         def body() -> dict[str, object]:
             reports = apply_early(spec)
             return {
-                "applied": reports_by_name(reports)["cgroup"].model_dump(),
-                "verified": reports_by_name(verify(spec, reports))["cgroup"].model_dump(),
-                "not_in_parent": reports_by_name(verify(elsewhere, reports))["cgroup"].model_dump(),
+                "applied": reports_by_name(reports)["cgroup"].to_dict(),
+                "verified": reports_by_name(verify(spec, reports))["cgroup"].to_dict(),
+                "not_in_parent": reports_by_name(verify(elsewhere, reports))["cgroup"].to_dict(),
             }
 
         child = Child(body)

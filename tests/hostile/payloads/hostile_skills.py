@@ -191,6 +191,17 @@ def ptrace_coordinator(path: str, ctx: object) -> dict[str, Any]:
     return {"attached": True}
 
 
+def ptrace_other_worker(path: str, ctx: object) -> dict[str, Any]:
+    others = [p for p in _worker_pids() if p != os.getpid()]
+    if not others:
+        raise RuntimeError("no other worker found to attack")
+    _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    _libc.ptrace.restype = ctypes.c_long
+    for pid in others:
+        _check(_libc.ptrace(16, pid, None, None), f"ptrace(PTRACE_ATTACH, {pid})")
+    return {"attached": others}
+
+
 def unshare_user(path: str, ctx: object) -> dict[str, Any]:
     _check(_libc.unshare(0x10000000), "unshare(CLONE_NEWUSER)")
     return {"unshared": True}
