@@ -14,16 +14,8 @@ from typing import Any
 import pytest
 
 from coordinator import cgroups
-from coordinator.cgroups import (
-    CgroupLimits,
-    CgroupUnavailable,
-    Hierarchies,
-    WorkerCgroups,
-    WorkerGroup,
-    find_hierarchies,
-    parse_mountinfo,
-    parse_self_cgroup,
-)
+from coordinator.cgroupfs import Hierarchies, find_hierarchies, parse_mountinfo, parse_self_cgroup
+from coordinator.cgroups import CgroupLimits, CgroupUnavailable, WorkerCgroups, WorkerGroup
 from tests.harness import wait_for
 
 MiB = 1 << 20
