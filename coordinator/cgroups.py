@@ -304,6 +304,11 @@ class WorkerCgroups:
         self._groups.append(group)
         return group
 
+    def forget(self, group: WorkerGroup) -> None:
+        """`group` was removed: stop tracking it (a long run starts thousands of workers)."""
+        with contextlib.suppress(ValueError):
+            self._groups.remove(group)
+
     def close(self) -> None:
         """Kill and remove every group and the roots; best effort, never raises."""
         for group in self._groups:

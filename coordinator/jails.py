@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from loguru import logger
 
 from coordinator.cgroups import CgroupLimits, CgroupUnavailable, WorkerCgroups, WorkerGroup
 from coordinator.config import Config
+from coordinator.janitor import Janitor
 from protocol.sandbox import BASE_LAYERS, KERNEL_LAYERS, LayerReport, SandboxLimits, SandboxSpec
 
 #: The only variables a worker inherits: nothing secret, nothing that changes how Python or tools behave
@@ -60,6 +60,7 @@ class Jail:
     group: WorkerGroup | None
     spec: SandboxSpec
     pid: int | None = None
+    baseline: tuple[int, int] = (0, 0)  # the cgroup's (OOM kills, refused forks) already accounted for
 
 
 class Jails:
@@ -80,26 +81,32 @@ class Jails:
         self.cgroups: WorkerCgroups | None = None
         self.cgroup_problem = ""
         self._cgroup_tag = cgroup_tag
+        self.janitor = Janitor(run_dir / "trash")
         self._by_pid: dict[int, Jail] = {}
         self._to_remove: list[Jail] = []
 
     # -- set-up ------------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Create the scratch root, the canary and (where the kernel lets us) the cgroup root."""
-        shutil.rmtree(self.scratch_root, ignore_errors=True)  # a previous run's, if it died
-        self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.canary.write_text(f"open-buckets canary {secrets.token_hex(8)}: workers must not read this\n")
+        """Check the paths, then create the cgroup root (where the kernel lets us), the scratch root and the
+        canary."""
+        self.check_paths()
+        # Cgroups first: creating them kills what a SIGKILLed previous run left running, and only then is
+        # its scratch dir safe to take away.
         if "cgroup" in self.config.sandbox.disable:
             self.cgroup_problem = "disabled by config"
-            return
-        try:
-            limits = CgroupLimits(memory_bytes=self.limits.memory_bytes, pids_max=self.limits.processes)
-            self.cgroups = WorkerCgroups.create(limits, tag=self._cgroup_tag)
-            logger.info("worker cgroups: {}", self.cgroups.describe())
-        except CgroupUnavailable as exc:
-            self.cgroup_problem = str(exc)
-            logger.warning("workers run without cgroups: {}", exc)
+        else:
+            try:
+                limits = CgroupLimits(memory_bytes=self.limits.memory_bytes, pids_max=self.limits.processes)
+                self.cgroups = WorkerCgroups.create(limits, tag=self._cgroup_tag)
+                logger.info("worker cgroups: {}", self.cgroups.describe())
+            except CgroupUnavailable as exc:
+                self.cgroup_problem = str(exc)
+                logger.warning("workers run without cgroups: {}", exc)
+        self.janitor.start()
+        self.janitor.discard(self.scratch_root)  # a previous run's, if it died
+        self.scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.canary.write_text(f"open-buckets canary {secrets.token_hex(8)}: workers must not read this\n")
 
     def close(self) -> None:
         """Kill and remove every jail (best effort: we are stopping)."""
@@ -109,7 +116,8 @@ class Jails:
         self._to_remove.clear()
         if self.cgroups is not None:
             self.cgroups.close()
-        shutil.rmtree(self.scratch_root, ignore_errors=True)
+        self.janitor.discard(self.scratch_root)
+        self.janitor.stop()
         self.canary.unlink(missing_ok=True)
 
     # -- one worker --------------------------------------------------------------------------------------
@@ -117,7 +125,7 @@ class Jails:
     def prepare(self, name: str) -> Jail:
         """A fresh jail for the worker process about to be started as `name`."""
         scratch = self.scratch_root / name
-        shutil.rmtree(scratch, ignore_errors=True)
+        self.janitor.discard(scratch)  # only if a name were ever reused
         scratch.mkdir(mode=0o700)
         group = None
         if self.cgroups is not None:
@@ -126,6 +134,21 @@ class Jails:
             except OSError as exc:
                 logger.warning("worker {}: no cgroup: {}", name, exc)
         return Jail(name, scratch, group, self.spec(scratch, group))
+
+    def check_paths(self) -> None:
+        """Refuse a config whose sandbox would be void: a path workers may read or write that holds the
+        state dir (the queue, the records, the canary). Raises SandboxUnavailable."""
+        if "landlock" in self.config.sandbox.disable:
+            return
+        spec = self.spec(self.scratch_root / "check", None)
+        state = str(self.run_dir.parent)
+        for what, paths in (("read", spec.read), ("write", spec.write), ("execute", spec.execute)):
+            for path in paths:
+                if _holds(path, state):
+                    raise SandboxUnavailable(
+                        f"sandbox: workers may {what} {path}, which holds the state dir {state}; "
+                        "move service.state_dir out of the buckets and outputs"
+                    )
 
     def spec(self, scratch: Path, group: WorkerGroup | None) -> SandboxSpec:
         """The sandbox a worker with this scratch dir and cgroup is asked to build."""
@@ -169,12 +192,21 @@ class Jails:
         aftermath = Aftermath()
         if jail.group is not None:
             left = len(jail.group.pids())
-            aftermath = Aftermath(jail.group.oom_kills(), jail.group.pids_limit_hits(), left)
+            oom, refused = jail.group.oom_kills(), jail.group.pids_limit_hits()
+            aftermath = Aftermath(oom - jail.baseline[0], refused - jail.baseline[1], left)
             if left:
                 logger.info("worker {}: killing {} process(es) it left behind", jail.name, left)
         if not self._teardown(jail):
             self._to_remove.append(jail)
         return aftermath
+
+    def rebase(self, pid: int) -> None:
+        """The worker `pid` answered for a job that failed: whatever its cgroup counted so far (a command
+        OOM-killed, forks refused) belongs to that job, so a later death is not blamed on it. Only read
+        after failures, which are rare, to keep the cgroup files off the path of every job."""
+        jail = self._by_pid.get(pid)
+        if jail is not None and jail.group is not None:
+            jail.baseline = (jail.group.oom_kills(), jail.group.pids_limit_hits())
 
     def tick(self) -> None:
         """Retry removing the cgroups that were still busy."""
@@ -182,11 +214,21 @@ class Jails:
             self._to_remove = [j for j in self._to_remove if not self._teardown(j)]
 
     def _teardown(self, jail: Jail) -> bool:
-        shutil.rmtree(jail.scratch, ignore_errors=True)
-        if jail.group is None:
-            return True
-        jail.group.kill()
-        return jail.group.remove()
+        """Kill what is left in the jail's cgroup, remove the cgroup, then (nothing can write it any more)
+        its scratch dir; False while the cgroup is still busy (`tick` retries)."""
+        if jail.group is not None:
+            jail.group.kill()
+            if not jail.group.remove():
+                return False
+            if self.cgroups is not None:
+                self.cgroups.forget(jail.group)
+        self.janitor.discard(jail.scratch)
+        return True
+
+    def abandon(self, jail: Jail) -> None:
+        """The worker for `jail` never started (Popen failed): undo `prepare`."""
+        if not self._teardown(jail):
+            self._to_remove.append(jail)
 
     # -- the start-up probe ------------------------------------------------------------------------------
 
@@ -238,14 +280,21 @@ class Jails:
 
 
 def _command_programs(cfg: Config) -> list[str]:
-    """The absolute paths in command skills' templates: their programs and the scripts they are given
-    (`["sh", "/opt/skills/pdf.sh", "{input}"]`) are readable and executable; the rest is found on PATH."""
+    """The absolute paths in command skills' templates that are files: their programs and the scripts they
+    are given (`["sh", "/opt/skills/pdf.sh", "{input}"]`) are readable and executable. Never a directory:
+    an argument such as "/" must not open up the whole tree. The rest is found on PATH."""
     out: list[str] = []
     for rule in cfg.skills:
         for arg in rule.command or []:
-            if os.path.isabs(arg) and "{" not in arg and arg not in out:
+            if os.path.isabs(arg) and "{" not in arg and os.path.isfile(arg) and arg not in out:
                 out.append(arg)
     return out
+
+
+def _holds(path: str, inner: str) -> bool:
+    """Whether `inner` is `path` or lies below it."""
+    outer = os.path.realpath(path)
+    return os.path.commonpath([outer, os.path.realpath(inner)]) == outer
 
 
 def _parse_probe(out: bytes) -> list[LayerReport] | None:

@@ -30,7 +30,6 @@ def worker_command(
     log_level: str,
     log_json: bool,
     nice: int = 0,
-    sandbox: str | None = None,
 ) -> list[str]:
     """The argv of one worker (`python -m worker`, the same code as the `ob-worker` script)."""
     cmd = [
@@ -52,8 +51,6 @@ def worker_command(
     ]
     if log_json:
         cmd.append("--log-json")
-    if sandbox is not None:
-        cmd += ["--sandbox", sandbox]
     return cmd
 
 
@@ -71,23 +68,20 @@ def make_spawner(
                 start_new_session=True,
             )
         jail = jails.prepare(f"{slot}.{generation}")
-        proc = subprocess.Popen(
-            worker_command(
-                endpoint,
-                slot,
-                generation,
-                log_level=log_level,
-                log_json=log_json,
-                nice=nice,
-                sandbox=jail.spec.to_json(),
-            ),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,  # workers log to stderr; nothing a skill prints belongs in our output
-            cwd=jail.scratch,
-            env=jails.env(jail),
-            close_fds=True,
-            start_new_session=True,
-        )
+        argv = worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json, nice=nice)
+        try:
+            proc = subprocess.Popen(
+                [*argv, "--sandbox", jail.spec.to_json()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # workers log to stderr; what a skill prints belongs nowhere
+                cwd=jail.scratch,
+                env=jails.env(jail),
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError:
+            jails.abandon(jail)
+            raise
         jails.started(jail, proc.pid)
         return proc
 

@@ -252,6 +252,8 @@ class Supervisor:
             return
         slot.jobs_failed += 1
         self._free(slot)
+        if self.jails is not None and slot.proc is not None:
+            self.jails.rebase(slot.proc.pid)
         self.outcomes.worker_error(job, body)
         if body.category in _WORKER_EXITS_AFTER:
             slot.state = SlotState.STOPPING  # it exits after abandoning a job; give it nothing new

@@ -41,7 +41,7 @@ from worker.jobs import run_job
 from worker.pipeline import limits
 from worker.reaper import become_subreaper, kill_leftovers
 from worker.runner import JobRunner
-from worker.sandbox import apply_late, begin_job, verify
+from worker.sandbox import apply_late, begin_job, cpu_budget_left, verify
 
 #: A silent coordinator is given this many liveness windows before we leave. Its death is caught at once by
 #: the parent-death signal; silence is the fallback, and a coordinator admitting a huge scan may
@@ -153,15 +153,18 @@ class WorkerLoop:
         )
 
     def _job_limits(self) -> None:
-        """Called as each job starts: its own CPU allowance (RLIMIT_CPU is per process, not per job). When
-        the worker's lifetime CPU budget cannot give the next job a full allowance, it retires after this
-        one and the coordinator starts a fresh worker."""
+        """Called as each job starts: its own CPU allowance (RLIMIT_CPU is per process, not per job)."""
         if self.sandbox is not None and not begin_job(self.sandbox[0].limits):
             self._retire = True  # read by the loop once this job is answered
 
     def _job_cleanup(self) -> None:
-        """Called as each job ends: nothing it started outlives it."""
+        """Called as each job ends: nothing it started outlives it. When the worker's lifetime CPU budget
+        (the hard RLIMIT_CPU) could not give the next job its full allowance, it retires after answering,
+        and the coordinator starts a fresh worker: the next job gets SIGXCPU at its own limit, never the
+        SIGKILL of the hard one."""
         kill_leftovers(list(self.sandbox[0].cgroup) if self.sandbox is not None else [])
+        if self.sandbox is not None and cpu_budget_left() < self.sandbox[0].limits.cpu_s + 1:
+            self._retire = True
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._stop_reason = f"signal {signal.Signals(signum).name}"

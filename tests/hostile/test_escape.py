@@ -23,11 +23,13 @@ HANDLER_ATTACKS = [
     "read_secret",
     "write_outside",
     "thread_reads_secret",
+    "coordinator_environ",
     "kill_coordinator",
     "kill_other_worker",
     "ptrace_coordinator",
     "ptrace_other_worker",
     "unshare_user",
+    "setuid_helper",
     "mount_tmpfs",
 ]
 COMMAND_ATTACKS = ["tcp", "udp", "read", "write"]

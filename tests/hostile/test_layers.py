@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from coordinator.cgroupfs import find_hierarchies
 from protocol.sandbox import LAYER_ORDER
 from tests.harness import REPO, RunningService, cli, poll_until, wait_for, write_config
 
@@ -74,7 +75,11 @@ def test_a_sigkilled_coordinator_takes_its_workers_and_their_cgroups_with_it(scr
     svc.kill()
     assert poll_until(lambda: not any(psutil.pid_exists(p) for p in pids), 2.0), "workers outlived it"
     # Its cgroups are left behind (nobody could remove them); the next start cleans them up.
-    stale = [d for d in Path("/sys/fs/cgroup").glob(f"*/openbuckets-{coordinator}")]
+    found = find_hierarchies(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    own = [d for d in (found.memory, found.pids, found.unified) if d is not None]
+    stale = [d / f"openbuckets-{coordinator}" for d in own if (d / f"openbuckets-{coordinator}").is_dir()]
+    if not stale:
+        pytest.skip("no writable cgroups here: nothing is left behind to clean")
     with RunningService(scratch, workers=1) as again:
         again.wait_ready(1)
         assert all(not d.exists() for d in stale), stale

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.timeout(10)
 
 def _config(tmp_path: Path, **sandbox: object) -> Config:
     (tmp_path / "in").mkdir(exist_ok=True)
+    (tmp_path / "pdf.sh").write_text("#!/bin/sh\n")
     overrides = {
         "buckets": [{"path": str(tmp_path / "in")}],
         "service.output": str(tmp_path / "notes"),
@@ -26,7 +27,7 @@ def _config(tmp_path: Path, **sandbox: object) -> Config:
         "jobs.max_memory_bytes": 512 * 1024 * 1024,
         "jobs.max_processes": 32,
         # a command skill naming its script by absolute path
-        "skills": [{"pattern": "*.pdf", "command": ["/bin/sh", "/opt/skills/pdf.sh", "{input}"]}],
+        "skills": [{"pattern": "*.pdf", "command": ["/bin/sh", str(tmp_path / "pdf.sh"), "{input}"]}],
         **{f"sandbox.{k}": v for k, v in sandbox.items()},
     }
     return load_config(None, overrides)
@@ -37,7 +38,7 @@ def test_the_spec_grants_the_buckets_outputs_and_named_programs_only(tmp_path: P
     spec = jails.spec(tmp_path / "scratch", None)
     assert spec.read == [str(tmp_path / "in"), str(tmp_path / "handlers")]
     assert spec.write == [str(tmp_path / "notes")]
-    assert spec.execute == ["/bin/sh", "/opt/skills/pdf.sh"]  # never "{input}"
+    assert spec.execute == ["/bin/sh", str(tmp_path / "pdf.sh")]  # never "{input}"
     assert spec.canary == str(tmp_path / "state" / "run" / "canary")
     assert (spec.limits.memory_bytes, spec.limits.processes) == (512 * 1024 * 1024, 32)
 
@@ -76,3 +77,22 @@ def test_the_deadline_grows_with_the_input(tmp_path: Path) -> None:
     assert job_deadline(cfg, 0) == 10
     assert job_deadline(cfg, 5 * 1024 * 1024) == 20
     assert job_deadline(cfg, None) == 10
+
+
+def test_a_bucket_holding_the_state_dir_is_refused(tmp_path: Path) -> None:
+    overrides = {"buckets": [{"path": str(tmp_path)}], "service.state_dir": str(tmp_path / ".ob")}
+    cfg = load_config(None, overrides)
+    with pytest.raises(SandboxUnavailable, match="workers may read .* which holds the state dir"):
+        Jails(cfg, tmp_path / ".ob" / "run").check_paths()
+    cfg.sandbox.disable = ["landlock"]  # no Landlock, nothing to void: it is the operator's call
+    Jails(cfg, tmp_path / ".ob" / "run").check_paths()
+
+
+def test_only_files_named_by_a_command_become_executable(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/bin/sh\n")
+    skills = [{"pattern": "*", "command": ["/bin/sh", "-c", "x", str(script), "/", "/tmp", "{input}"]}]
+    cfg = load_config(None, {"buckets": [{"path": str(tmp_path / "in")}], "skills": skills})
+    spec = Jails(cfg, tmp_path / "run").spec(tmp_path / "s", None)
+    assert spec.execute == ["/bin/sh", str(script)]  # never "/" or "/tmp"

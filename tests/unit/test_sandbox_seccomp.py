@@ -173,3 +173,45 @@ def test_names_unknown_on_this_architecture_are_skipped() -> None:
     _need_libseccomp()
     assert _libseccomp.resolve("ob_no_such_syscall") is None
     assert _libseccomp.resolve("socket") is not None
+
+
+@pytest.mark.timeout(30)
+def test_no_setuid_or_setgid_bit_can_be_set_but_ordinary_modes_can(tmp_path: Path) -> None:
+    _need_libseccomp()
+    spec = make_spec(tmp_path)
+    target = Path(spec.write[0]) / "helper"
+
+    def body() -> dict[str, object]:
+        apply_early(spec)
+        import os
+        import stat
+
+        target.write_bytes(b"#!/bin/sh\n")
+        results: dict[str, object] = {}
+        for label, call in (
+            ("chmod 4755", lambda: os.chmod(target, 0o4755)),
+            ("chmod 2755", lambda: os.chmod(target, 0o2755)),
+            ("fchmod 4755", lambda: os.fchmod(os.open(target, os.O_RDONLY), 0o4755)),
+            ("open O_CREAT 4755", lambda: os.open(str(target) + "2", os.O_CREAT | os.O_WRONLY, 0o4755)),
+            ("mkdir 2755", lambda: os.mkdir(str(target) + ".d", 0o2755)),
+        ):
+            try:
+                call()
+                results[label] = 0
+            except OSError as exc:
+                results[label] = exc.errno
+        os.chmod(target, 0o755)  # an ordinary mode still works
+        results["mode"] = stat.S_IMODE(os.stat(target).st_mode)
+        results["openat2"] = _raw("openat2", -100, 0, 0, 0)
+        return results
+
+    got = in_child(body)
+    assert got == {
+        "chmod 4755": errno.EPERM,
+        "chmod 2755": errno.EPERM,
+        "fchmod 4755": errno.EPERM,
+        "open O_CREAT 4755": errno.EPERM,
+        "mkdir 2755": errno.EPERM,
+        "mode": 0o755,
+        "openat2": errno.ENOSYS,
+    }

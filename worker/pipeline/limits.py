@@ -7,7 +7,8 @@ module names the cause, so the ERROR record says `ResourceLimit` or `SandboxViol
     MemoryError                                   ResourceLimit     memory (RLIMIT_AS)
     OSError EFBIG                                 ResourceLimit     file size (RLIMIT_FSIZE; Python ignores
                                                                     SIGXFSZ, so the write fails instead)
-    fork refused (EAGAIN) or pids.max counter up  ResourceLimit     processes (cgroup pids.max)
+    pids.max counter up while the skill ran       ResourceLimit     processes (cgroup pids.max; an EAGAIN
+                                                                    alone could be any non-blocking call)
     OOM-kill counter of our cgroup went up        ResourceLimit     memory (cgroup memory limit)
     a command killed by SIGXCPU / SIGXFSZ         ResourceLimit     CPU time / file size (or a shell
                                                                     exiting 128 + that signal)
@@ -15,6 +16,9 @@ module names the cause, so the ERROR record says `ResourceLimit` or `SandboxViol
     a DNS lookup that fails (socket.gaierror)     SandboxViolation  no network in the sandbox
     PermissionError on a path outside the         SandboxViolation  Landlock refused the path
       sandbox's allowed paths, or with no path    SandboxViolation  seccomp refused the call (socket, ptrace)
+    EACCES on another process's /proc files       SandboxViolation  Landlock's ptrace scoping
+    EPERM, with or without a path                 SandboxViolation  seccomp (a setuid chmod); file modes
+                                                                    say EACCES, not EPERM
     ENETUNREACH, EAFNOSUPPORT, EPERM on sockets   SandboxViolation  no network in the sandbox
     a command whose stderr says "Permission       SandboxViolation  the same, seen from a program's stderr
       denied" / "Operation not permitted"                           (a heuristic: a program only prints it)
@@ -81,13 +85,11 @@ def limit_error(exc: BaseException, before: Counters | None = None) -> JobError 
             continue
         if link.errno == errno.EFBIG:
             return JobError("ResourceLimit", f"file size limit: {link}", code="EFBIG")
-        if link.errno == errno.EAGAIN and _from_fork(link):
-            return JobError("ResourceLimit", f"process limit: a fork was refused: {link}", code="EAGAIN")
         if isinstance(link, socket.gaierror):
             return JobError("SandboxViolation", f"no name resolution in the sandbox: {link}", code="EAI")
         if link.errno in _NET_ERRNOS:
             return JobError("SandboxViolation", f"no network in the sandbox: {link}", code="ENETUNREACH")
-        if isinstance(link, PermissionError) and _outside(link.filename):
+        if isinstance(link, PermissionError) and (link.errno == errno.EPERM or _outside(link.filename)):
             what = f"path {link.filename}" if link.filename else "system call"
             return JobError("SandboxViolation", f"the sandbox refused a {what}: {link}", code="EACCES")
     return None
@@ -124,11 +126,9 @@ def _outside(filename: object) -> bool:
     if not _allowed:
         return False  # unsandboxed: a plain permission problem
     path = os.path.join(os.path.abspath(os.fsdecode(filename)), "")  # type: ignore[arg-type]
+    if path.startswith("/proc/") and not path.startswith((f"/proc/{os.getpid()}/", "/proc/self/")):
+        return True  # another process's environ, memory, fds: refused by the sandbox's ptrace scoping
     return not any(path.startswith(root) for root in _allowed)
-
-
-def _from_fork(exc: OSError) -> bool:
-    return exc.filename is None and isinstance(exc, BlockingIOError)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -9,7 +9,12 @@ Early filter (apply_early, before any thread): EPERM for
   opens, reboot, swap, accounting, quotas, fanotify;
 - clone() with any CLONE_NEW* flag, and clone3() with ENOSYS: its flags live in memory a filter cannot read,
   and glibc falls back to clone(), whose flags can be inspected;
-- ioctl TIOCSTI/TIOCLINUX (typing into a terminal we might have inherited).
+- ioctl TIOCSTI/TIOCLINUX (typing into a terminal we might have inherited);
+- a setuid or setgid bit in any mode: chmod, fchmod, fchmodat(2), and the creating calls (open, openat,
+  creat, mkdir(at), mknod(at)); openat2 gets ENOSYS (its mode is in memory; libc falls back to openat).
+  Landlock has no right for chmod, and a worker running as root without capabilities still owns what it
+  creates: without this it could leave a setuid-root program in the notes folder for anyone to run
+  (systemd's RestrictSUIDSGID does the same).
 Late filter (apply_late, once the ZeroMQ connection is up): EPERM for creating AF_UNIX sockets
 (socket, socketpair), so the only unix socket the worker ever has is the one to its coordinator.
 
@@ -86,6 +91,21 @@ CLONE_NEW_FLAGS = {
     "CLONE_NEWPID": 0x20000000,
     "CLONE_NEWNET": 0x40000000,
 }
+#: The syscalls that set a file's mode, and the index of their mode argument.
+MODE_ARGUMENT = {
+    "chmod": 1,
+    "fchmod": 1,
+    "fchmodat": 2,
+    "fchmodat2": 2,
+    "open": 2,
+    "openat": 3,
+    "creat": 1,
+    "mkdir": 1,
+    "mkdirat": 2,
+    "mknod": 1,
+    "mknodat": 2,
+}
+S_ISUID, S_ISGID = 0o4000, 0o2000
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
 #: int arguments are compared on their low 32 bits only: the kernel ignores the rest.
@@ -135,6 +155,12 @@ def _early_rules(filt: scmp.Filter) -> tuple[int, list[str]]:
     if (ioctl := nr("ioctl")) is not None:
         for request in (TIOCSTI, TIOCLINUX):
             filt.add(_EPERM, ioctl, [scmp.Cmp(1, scmp.SCMP_CMP_MASKED_EQ, INT_MASK, request)])
+    for name, arg in MODE_ARGUMENT.items():
+        if (found := scmp.resolve(name)) is not None:  # fchmodat2 is new, open/creat are not everywhere
+            for bit in (S_ISUID, S_ISGID):
+                filt.add(_EPERM, found, [scmp.Cmp(arg, scmp.SCMP_CMP_MASKED_EQ, bit, bit)])
+    if (openat2 := scmp.resolve("openat2")) is not None:
+        filt.add(scmp.act_errno(errno.ENOSYS), openat2)
     return denied, skipped
 
 
@@ -171,7 +197,8 @@ def apply_early(spec: SandboxSpec) -> str:
         raise LayerUnavailable(describe(exc)) from exc
     note = f"; not on this arch: {', '.join(skipped)}" if skipped else ""
     _state.early = (
-        f"sockets other than AF_UNIX, {denied} syscalls, clone3 (ENOSYS), clone with CLONE_NEW*{note}"
+        f"sockets other than AF_UNIX, {denied} syscalls, clone3 (ENOSYS), clone with CLONE_NEW*, "
+        f"setuid/setgid modes{note}"
     )
     return f"early filter (TSYNC): {_state.early}; late filter pending"
 

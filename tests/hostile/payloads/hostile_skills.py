@@ -149,6 +149,12 @@ def write_outside(path: str, ctx: object) -> dict[str, Any]:
     return {"written": True}
 
 
+def coordinator_environ(path: str, ctx: object) -> dict[str, Any]:
+    """The coordinator's environment (its secrets) and memory map, through /proc."""
+    ppid = os.getppid()
+    return {"environ": Path(f"/proc/{ppid}/environ").read_bytes()[:200].decode(errors="replace")}
+
+
 def thread_reads_secret(path: str, ctx: object) -> dict[str, Any]:
     got: list[BaseException | str] = []
     t = threading.Thread(target=lambda: got.append(_try_read(PARAMS["secret"])))
@@ -200,6 +206,15 @@ def ptrace_other_worker(path: str, ctx: object) -> dict[str, Any]:
     for pid in others:
         _check(_libc.ptrace(16, pid, None, None), f"ptrace(PTRACE_ATTACH, {pid})")
     return {"attached": others}
+
+
+def setuid_helper(path: str, ctx: object) -> dict[str, Any]:
+    """Leave a setuid-root program behind for a local user to run later."""
+    helper = os.path.join(os.environ.get("TMPDIR", "."), "helper")
+    with open(helper, "w") as fh:
+        fh.write("#!/bin/sh\nid\n")
+    os.chmod(helper, 0o4755)
+    return {"planted": helper}
 
 
 def unshare_user(path: str, ctx: object) -> dict[str, Any]:
