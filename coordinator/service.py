@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,9 +33,10 @@ from coordinator.paths import check_socket_paths, socket_paths
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
 from coordinator.recovery import RecoveryReport, recover
-from coordinator.spawn import make_spawner
+from coordinator.spawn import Spawner, make_spawner
 from coordinator.supervisor import Supervisor
 from coordinator.watcher import Sighting, Watcher
+from coordinator.worker_logs import WorkerLogs
 from protocol.codec import encode
 from protocol.messages import Body
 from protocol.version import MAX_FRAME_BYTES
@@ -75,6 +77,7 @@ class Service:
         self._signals_seen = 0
         self._wake_w = -1
         self.jails = Jails(config, self.run_dir)
+        self.worker_logs = WorkerLogs()
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -152,12 +155,14 @@ class Service:
                 self.jobs,
                 self.outcomes,
                 send=self._send(router),
-                spawn=make_spawner(
-                    f"ipc://{workers_path}",
-                    log_level=cfg.service.log_level,
-                    log_json=cfg.service.log_json,
-                    nice=cfg.supervisor.worker_nice,
-                    jails=self.jails,
+                spawn=self._logged(
+                    make_spawner(
+                        f"ipc://{workers_path}",
+                        log_level=cfg.service.log_level,
+                        log_json=cfg.service.log_json,
+                        nice=cfg.supervisor.worker_nice,
+                        jails=self.jails,
+                    )
                 ),
                 jails=self.jails,
             )
@@ -198,6 +203,7 @@ class Service:
             return 0
         finally:
             self._kill_leftovers()
+            self.worker_logs.close()
             self.jails.close()
             if hasattr(self, "jobs"):
                 self.jobs.close()
@@ -227,11 +233,13 @@ class Service:
         while True:
             now = self.clock()
             pidfds = sup.pidfds()
-            for fd in polled_fds - pidfds.keys():
+            log_fds = self.worker_logs.fds()
+            wanted = pidfds.keys() | log_fds
+            for fd in polled_fds - wanted:
                 poller.unregister(fd)
-            for fd in pidfds.keys() - polled_fds:
+            for fd in wanted - polled_fds:
                 poller.register(fd, zmq.POLLIN)
-            polled_fds = set(pidfds)
+            polled_fds = set(wanted)
             timeout = MAX_TICK_S
             for due in (self.watcher.next_due() if not stop.active else None, self._commit_due()):
                 if due is not None:
@@ -244,6 +252,9 @@ class Service:
                 self._receive(router, now)
             if ready.get(control.sock):
                 control.handle_ready()
+            for fd in log_fds:
+                if fd in ready:
+                    self.worker_logs.read(fd)
             # The watcher and the supervisor's timers run when something woke them or is due, and at least
             # every MAX_TICK_S; not on every RESULT (under load that was tens of µs a file for nothing).
             due = self.watcher.next_due()
@@ -304,6 +315,16 @@ class Service:
             if i % ADMIT_BATCH == 0:
                 self.jobs.flush()  # a 100k-file scan committed in one go held every row twice
                 self.supervisor.beat(self.clock())
+
+    def _logged(self, spawn: Spawner) -> Spawner:
+        """`spawn`, with each new worker's log pipe handed to the relay."""
+
+        def spawn_logged(slot: int, generation: int) -> subprocess.Popen[bytes]:
+            proc = spawn(slot, generation)
+            self.worker_logs.add(proc.stderr, f"{slot}.{generation}")
+            return proc
+
+        return spawn_logged
 
     def _check_sandbox(self) -> list[str]:
         """Probe the sandbox once before any worker starts; the layers every worker must then verify.

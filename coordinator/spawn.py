@@ -73,7 +73,8 @@ def make_spawner(
             proc = subprocess.Popen(
                 [*argv, "--sandbox", jail.spec.to_json()],
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # workers log to stderr; what a skill prints belongs nowhere
+                stdout=subprocess.DEVNULL,  # what a skill prints belongs nowhere
+                stderr=subprocess.PIPE,  # the worker's log, relayed by coordinator.worker_logs
                 cwd=jail.scratch,
                 env=jails.env(jail),
                 close_fds=True,

@@ -1,6 +1,7 @@
 """Loguru set-up for a worker: stderr, one line per record (or JSON), tagged with the worker's name.
 
-A sandboxed worker keeps its own copy of stderr for the log and points descriptors 1 and 2 at /dev/null:
+A sandboxed worker keeps its own copy of stderr for the log (a pipe the coordinator relays,
+`coordinator/worker_logs.py`) and points descriptors 1 and 2 at /dev/null:
 whatever a skill prints (a handler flooding stdout with 100 MB, a library chatting on stderr) is thrown
 away instead of filling the coordinator's terminal or log. A crash (segfault) still leaves its Python
 traceback in the log through faulthandler.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import stat
 import sys
 from typing import TextIO
 
@@ -28,7 +30,12 @@ def setup_logging(level: str, *, json: bool, name: str, quiet_stdio: bool = Fals
 
 
 def _private_stderr() -> TextIO:
-    log = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")  # not inherited
+    fd = os.dup(2)  # not inherited by anything we start
+    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        # The coordinator's relay reads the other end: if it falls behind, a full pipe costs us log lines,
+        # never a blocked loop that stops heartbeating.
+        os.set_blocking(fd, False)
+    log = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (1, 2):
         os.dup2(null, fd)

@@ -124,6 +124,7 @@ class Arena:
             "abstract_name": self.listeners.abstract_name,
             "unix_path": self.listeners.unix_path,
             "state_dir": str(self.base / "state"),
+            "notes": str(self.base / "notes"),
             **self.extra_params,
         }
         (self.skills / "hostile_params.json").write_text(json.dumps(params))

@@ -80,10 +80,10 @@ def test_a_file_that_grows_or_vanishes_while_processed(arena: Arena) -> None:
         svc.wait_ready(2)
         arena.drop(svc, ["slow-grows.txt", "slow-vanishes.txt"], b"first version\n")
 
-        def held(name: str) -> bool:
-            return any((r.get("current_file") or "").endswith(name) for r in svc.workers())
+        def started(name: str) -> bool:  # the skill runs: the pipeline has opened and read the file
+            return (svc.notes / f".started-{name}").exists()
 
-        wait_for(lambda: held("slow-grows.txt") and held("slow-vanishes.txt"), 30, "both files to be held")
+        wait_for(lambda: started("slow-grows.txt") and started("slow-vanishes.txt"), 30, "both skills to run")
         with open(svc.bucket / "slow-grows.txt", "ab") as fh:
             fh.write(b"grown while it was processed\n" * 100)
         os.unlink(svc.bucket / "slow-vanishes.txt")

@@ -247,6 +247,8 @@ def _worker_pids() -> list[int]:
 
 
 def slow(path: str, ctx: object) -> dict[str, Any]:
-    """Holds the file long enough for a test to change or remove it while it is being processed."""
+    """Holds the file long enough for a test to change or remove it while it is being processed; says when
+    it has started (the file is open by then) with a marker in the notes dir, which a skill may write."""
+    Path(PARAMS["notes"], f".started-{os.path.basename(path)}").touch()
     time.sleep(PARAMS.get("slow_s", 1.5))
     return {"slept_s": PARAMS.get("slow_s", 1.5)}
