@@ -59,11 +59,13 @@ def db_text(value: Any) -> Any:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
-# A file name need not be UTF-8 (Linux names are bytes): Python hands it to us as a str with lone surrogates
-# ("latin-\udce9t\udce9.txt"), which SQLite's TEXT cannot hold. Stored as a BLOB of its bytes instead, so it
-# compares equal to itself and reads back exactly (`db_text`). Registering an adapter for str makes sqlite3
-# call it for every str we bind (about 0.25 µs each), in this process only.
-sqlite3.register_adapter(str, text_or_fs_bytes)
+def _db(text: str | None) -> str | bytes | None:
+    """A str as SQLite's TEXT can hold it. A file name need not be UTF-8 (Linux names are bytes): Python
+    gives such a name as a str with lone surrogates ("latin-\\udce9t\\udce9.txt"), which TEXT cannot hold, so
+    it is stored as a BLOB of its bytes, which compares equal to itself and reads back exactly (`db_text`).
+    Converted here, in the row builders of `flush`, rather than by a sqlite3 adapter for str: registering
+    one makes every bound value go through Python and cost 2.5 µs more per inserted job (measured)."""
+    return text if text is None or text.isascii() else text_or_fs_bytes(text)
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
@@ -343,7 +345,8 @@ class JobQueue:
             # values instead of 21 is a third of the insert's cost, on the start-up scan's hot path.
             db.executemany(_INSERT_NEW, [_new_row(j) for j in new])
             db.executemany(_UPDATE, [_update(j) for j in dirty.values()])
-            db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", records)
+            rows = [(*r[:7], _db(r[7]), r[8], _db(r[9])) for r in records]  # relpath, message: names
+            db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", rows)
             # After the inserts: a record written and superseded within one iteration is marked too.
             names = [(name,) for name in superseded]
             db.executemany("UPDATE records SET superseded = 1 WHERE name = ?", names)
@@ -394,12 +397,16 @@ class JobQueue:
 
 
 def _new_row(job: Job) -> tuple[Any, ...]:
-    return (job.id, *job.key, job.path, job.output_path, job.kind, _QUEUED, job.created_at)
+    bucket, relpath, size, mtime_ns, inode = job.key
+    return (
+        job.id, bucket, _db(relpath), size, mtime_ns, inode, _db(job.path), _db(job.output_path), job.kind,
+        _QUEUED, job.created_at,
+    )  # fmt: skip
 
 
 def _update(job: Job) -> tuple[Any, ...]:
     # `job.state` binds as its text (a StrEnum is a str); `.value` would cost a descriptor call per row.
     return (
         job.sha256, job.state, job.attempts, job.kills, job.worker, job.lease_until, job.not_before,
-        job.started_at, job.finished_at, job.last_error, job.record, job.path, job.id,
+        job.started_at, job.finished_at, _db(job.last_error), job.record, _db(job.path), job.id,
     )  # fmt: skip

@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,7 @@ from coordinator.paths import check_socket_paths, socket_paths
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
 from coordinator.recovery import RecoveryReport, recover
-from coordinator.spawn import Spawner, make_spawner
+from coordinator.spawn import make_spawner
 from coordinator.supervisor import Supervisor
 from coordinator.watcher import Sighting, Watcher
 from coordinator.worker_logs import WorkerLogs
@@ -155,14 +154,13 @@ class Service:
                 self.jobs,
                 self.outcomes,
                 send=self._send(router),
-                spawn=self._logged(
-                    make_spawner(
-                        f"ipc://{workers_path}",
-                        log_level=cfg.service.log_level,
-                        log_json=cfg.service.log_json,
-                        nice=cfg.supervisor.worker_nice,
-                        jails=self.jails,
-                    )
+                spawn=make_spawner(
+                    f"ipc://{workers_path}",
+                    log_level=cfg.service.log_level,
+                    log_json=cfg.service.log_json,
+                    nice=cfg.supervisor.worker_nice,
+                    jails=self.jails,
+                    logs=self.worker_logs,
                 ),
                 jails=self.jails,
             )
@@ -203,8 +201,11 @@ class Service:
             return 0
         finally:
             self._kill_leftovers()
-            self.worker_logs.close()
-            self.jails.close()
+            for step in (self.worker_logs.close, self.jails.close):
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - one failed clean-up step must not skip the rest
+                    logger.error("while stopping: {} failed: {}", step.__qualname__, exc)
             if hasattr(self, "jobs"):
                 self.jobs.close()
             if hasattr(self, "records"):
@@ -315,16 +316,6 @@ class Service:
             if i % ADMIT_BATCH == 0:
                 self.jobs.flush()  # a 100k-file scan committed in one go held every row twice
                 self.supervisor.beat(self.clock())
-
-    def _logged(self, spawn: Spawner) -> Spawner:
-        """`spawn`, with each new worker's log pipe handed to the relay."""
-
-        def spawn_logged(slot: int, generation: int) -> subprocess.Popen[bytes]:
-            proc = spawn(slot, generation)
-            self.worker_logs.add(proc.stderr, f"{slot}.{generation}")
-            return proc
-
-        return spawn_logged
 
     def _check_sandbox(self) -> list[str]:
         """Probe the sandbox once before any worker starts; the layers every worker must then verify.

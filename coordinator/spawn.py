@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from coordinator.jails import Jails
+    from coordinator.worker_logs import WorkerLogs
 
 Spawner = Callable[[int, int], subprocess.Popen[bytes]]
 
@@ -55,9 +56,16 @@ def worker_command(
 
 
 def make_spawner(
-    endpoint: str, *, log_level: str, log_json: bool, nice: int = 0, jails: Jails | None = None
+    endpoint: str,
+    *,
+    log_level: str,
+    log_json: bool,
+    nice: int = 0,
+    jails: Jails | None = None,
+    logs: WorkerLogs | None = None,
 ) -> Spawner:
-    """A function that starts the worker for (slot, generation), in a fresh jail when `jails` is given."""
+    """A function that starts the worker for (slot, generation), in a fresh jail when `jails` is given,
+    its log going through a pipe to `logs` when that is given."""
 
     def spawn(slot: int, generation: int) -> subprocess.Popen[bytes]:
         if jails is None:
@@ -69,12 +77,13 @@ def make_spawner(
             )
         jail = jails.prepare(f"{slot}.{generation}")
         argv = worker_command(endpoint, slot, generation, log_level=log_level, log_json=log_json, nice=nice)
+        log_r, log_w = logs.pipe() if logs is not None else (-1, None)
         try:
             proc = subprocess.Popen(
                 [*argv, "--sandbox", jail.spec.to_json()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # what a skill prints belongs nowhere
-                stderr=subprocess.PIPE,  # the worker's log, relayed by coordinator.worker_logs
+                stderr=log_w,  # the worker's log, relayed by coordinator.worker_logs
                 cwd=jail.scratch,
                 env=jails.env(jail),
                 close_fds=True,
@@ -82,8 +91,15 @@ def make_spawner(
             )
         except OSError:
             jails.abandon(jail)
+            if logs is not None:
+                os.close(log_r)
             raise
+        finally:
+            if log_w is not None:
+                os.close(log_w)
         jails.started(jail, proc.pid)
+        if logs is not None:
+            logs.add(log_r, f"{slot}.{generation}")
         return proc
 
     return spawn

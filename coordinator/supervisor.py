@@ -238,6 +238,8 @@ class Supervisor:
             return
         self._free(slot)
         slot.jobs_done += 1
+        if body.retiring:
+            self._retiring(slot)
         # Hand the worker its next file before the bookkeeping: the record write and the queue update
         # then overlap with the worker's next job instead of adding to its idle time.
         self.dispatch(now, only=slot)
@@ -255,8 +257,14 @@ class Supervisor:
         if self.jails is not None and slot.proc is not None:
             self.jails.rebase(slot.proc.pid)
         self.outcomes.worker_error(job, body)
-        if body.category in _WORKER_EXITS_AFTER:
-            slot.state = SlotState.STOPPING  # it exits after abandoning a job; give it nothing new
+        if body.category in _WORKER_EXITS_AFTER or body.retiring:
+            slot.state = SlotState.STOPPING  # it exits after this answer; give it nothing new
+
+    def _retiring(self, slot: Slot) -> None:
+        logger.info(
+            "slot {}: worker {} retires (its CPU budget is spent); a fresh one follows", slot.index, slot.name
+        )
+        slot.state = SlotState.STOPPING
 
     def _held(self, slot: Slot, job_id: str) -> Job | None:
         if slot.job is None or slot.job.wire_id != job_id:

@@ -7,10 +7,12 @@ apply, and this relay decides what gets through:
 
 - whole lines only, so lines from different workers never interleave mid-line; a line longer than
   `MAX_LINE` is cut and marked;
-- at most `RATE_BYTES_PER_S` per worker (a token bucket with a second's burst), the rest dropped and the
-  drop said once it ends;
-- the worker's end is non-blocking (`worker/logsetup.py`), so a relay that falls behind costs the worker
-  lines, never a blocked heartbeat.
+- at most `RATE_BYTES_PER_S` per worker (a token bucket with a second's burst): past it the relay stops
+  reading that pipe until the bucket refills (the stream leaves `fds()`), so a flood costs the loop
+  nothing; the pipe fills, and since the worker's end is non-blocking (set here, on the write end we
+  create), the worker loses lines, never a blocked heartbeat;
+- control characters are shown as "?", so a line cannot drive the terminal it ends up on;
+- if our own stderr goes away (a closed pipe), relaying stops; the loop does not.
 
 The service's loop polls the read ends beside its sockets; nothing here blocks.
 """
@@ -36,84 +38,98 @@ class _Stream:
     partial: bytearray = field(default_factory=bytearray)
     tokens: float = float(RATE_BYTES_PER_S)
     refilled: float = 0.0
-    dropped: int = 0
+    resume_at: float = 0.0
+    throttled: bool = False
+
+
+#: Bytes below 0x20 (but tab) and DEL, as "?".
+_CONTROL = bytes(c if (c >= 0x20 and c != 0x7F) or c == 0x09 else 0x3F for c in range(256))
 
 
 class WorkerLogs:
     """The read ends of every live worker's log pipe, and where their lines go."""
 
     def __init__(self, out: IO[bytes] | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.out = out if out is not None else sys.stderr.buffer
+        self.out: IO[bytes] | None = out if out is not None else sys.stderr.buffer
         self.clock = clock
         self._streams: dict[int, _Stream] = {}
 
-    def add(self, pipe: IO[bytes] | None, name: str) -> None:
-        """Relay what the worker `name` writes to `pipe` (its stderr's read end)."""
-        if pipe is None:
-            return
-        fd = pipe.fileno()
-        os.set_blocking(fd, False)
-        self._streams[fd] = _Stream(name, pipe, refilled=self.clock())
+    @staticmethod
+    def pipe() -> tuple[int, int]:
+        """A new log pipe: (read end, write end), the write end non-blocking for the worker."""
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        return r, w
+
+    def add(self, read_end: int, name: str) -> None:
+        """Relay what the worker `name` writes into the pipe whose read end is `read_end` (ours now)."""
+        os.set_blocking(read_end, False)
+        now = self.clock()
+        self._streams[read_end] = _Stream(name, os.fdopen(read_end, "rb", buffering=0), refilled=now)
 
     def fds(self) -> list[int]:
-        """The descriptors to poll."""
-        return list(self._streams)
+        """The descriptors to poll now (a throttled stream sits out until its bucket refills)."""
+        now = self.clock()
+        return [fd for fd, stream in self._streams.items() if stream.resume_at <= now]
 
     def read(self, fd: int) -> None:
         """The pipe `fd` is readable: pass its complete lines on; at end of file, close it."""
         stream = self._streams.get(fd)
         if stream is None:
             return
+        now = self.clock()
+        stream.tokens = min(
+            float(RATE_BYTES_PER_S), stream.tokens + (now - stream.refilled) * RATE_BYTES_PER_S
+        )
+        stream.refilled = now
+        if stream.tokens < 1:
+            stream.resume_at = now + 0.1
+            if not stream.throttled:
+                stream.throttled = True
+                self._write(
+                    f"[worker {stream.name}: log over {RATE_BYTES_PER_S} B/s; lines dropped]\n".encode()
+                )
+            return
         try:
-            chunk = os.read(fd, _READ)
+            chunk = os.read(fd, min(_READ, int(stream.tokens)))
         except BlockingIOError:
             return
         except OSError:
             chunk = b""
         if not chunk:
             if stream.partial:
-                self._emit(stream, bytes(stream.partial) + b"\n")
-            self._close(fd)
+                self._write(bytes(stream.partial).translate(_CONTROL) + b"\n")
+            self._streams.pop(fd).pipe.close()
             return
+        stream.tokens -= len(chunk)
+        stream.throttled = False
         stream.partial += chunk
         *lines, rest = bytes(stream.partial).split(b"\n")
         if len(rest) > MAX_LINE:  # no end in sight: pass on what we have
             lines.append(rest)
             rest = b""
         stream.partial = bytearray(rest)
-        for line in lines:
-            cut = len(line) > MAX_LINE
-            self._emit(stream, line[:MAX_LINE] + (b" [line cut]\n" if cut else b"\n"))
-        self.out.flush()
+        if lines:
+            out = bytearray()
+            for line in lines:
+                out += line[:MAX_LINE].translate(_CONTROL)
+                out += b" [line cut]\n" if len(line) > MAX_LINE else b"\n"
+            self._write(bytes(out))
 
     def close(self) -> None:
-        """Drain what is left and close every pipe (we are stopping)."""
+        """Pass on what is already in the pipes, once, and close them (we are stopping)."""
         for fd in list(self._streams):
+            self._streams[fd].resume_at = 0.0
             self.read(fd)
-            if fd in self._streams:
-                self._close(fd)
+            stream = self._streams.pop(fd, None)
+            if stream is not None:
+                stream.pipe.close()
 
-    def _emit(self, stream: _Stream, line: bytes | bytearray) -> None:
-        now = self.clock()
-        stream.tokens = min(
-            float(RATE_BYTES_PER_S), stream.tokens + (now - stream.refilled) * RATE_BYTES_PER_S
-        )
-        stream.refilled = now
-        if stream.tokens < len(line):
-            stream.dropped += len(line)
+    def _write(self, data: bytes) -> None:
+        if self.out is None:
             return
-        if stream.dropped:
-            note = (
-                f"[worker {stream.name}: {stream.dropped} bytes of log dropped: over {RATE_BYTES_PER_S} B/s]"
-            )
-            self.out.write(note.encode() + b"\n")
-            stream.dropped = 0
-        stream.tokens -= len(line)
-        self.out.write(line)
-
-    def _close(self, fd: int) -> None:
-        stream = self._streams.pop(fd)
-        if stream.dropped:
-            self.out.write(f"[worker {stream.name}: {stream.dropped} bytes of log dropped]\n".encode())
+        try:
+            self.out.write(data)
             self.out.flush()
-        stream.pipe.close()
+        except (OSError, ValueError):  # our stderr is gone (a closed pipe): stop relaying, keep running
+            self.out = None

@@ -148,6 +148,7 @@ class Result(Body):
     output_path: FsPath | None = None  # None: no note (the no-op pipeline)
     duration_s: float = Field(ge=0)
     facts: FileFacts | None = None
+    retiring: bool = False  # the worker exits after this answer: give it no new job
 
 
 ErrorCategory = Literal[
@@ -177,6 +178,7 @@ class Error(Body):
     code: ShortStr | None = None
     stack: Detail | None = None
     duration_s: float = Field(default=0.0, ge=0)
+    retiring: bool = False  # the worker exits after this answer: give it no new job
 
 
 WorkerState = Literal["idle", "busy", "stopping"]

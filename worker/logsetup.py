@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import stat
 import sys
 from typing import TextIO
 
@@ -30,12 +29,9 @@ def setup_logging(level: str, *, json: bool, name: str, quiet_stdio: bool = Fals
 
 
 def _private_stderr() -> TextIO:
-    fd = os.dup(2)  # not inherited by anything we start
-    if stat.S_ISFIFO(os.fstat(fd).st_mode):
-        # The coordinator's relay reads the other end: if it falls behind, a full pipe costs us log lines,
-        # never a blocked loop that stops heartbeating.
-        os.set_blocking(fd, False)
-    log = os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace")
+    # Not inherited by anything we start. Under a coordinator this is a pipe it relays, whose write end it
+    # made non-blocking: a relay that falls behind costs us log lines, never a blocked heartbeat.
+    log = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (1, 2):
         os.dup2(null, fd)

@@ -131,7 +131,8 @@ class WorkerLoop:
         try:
             return self._loop(sock, wake_r, runner)
         finally:
-            sock.close(linger=0)
+            # A retiring worker's last answer is still queued: give it a moment to leave.
+            sock.close(linger=1000 if self._retire else 0)
             ctx.term()
 
     def _finish_sandbox(self, sock: zmq.Socket[bytes], spec: SandboxSpec, early: list[LayerReport]) -> None:
@@ -198,11 +199,13 @@ class WorkerLoop:
                         interval, liveness = self.config.heartbeat_interval_s, self.config.liveness
             outcome = runner.take()
             if outcome is not None and self.current and outcome.job_id == self.current.job_id:
+                if self._retire:  # told in the answer, so the coordinator sends no next job to a leaver
+                    self._send(sock, outcome.body.model_copy(update={"retiring": True}))
+                    self._stop_reason = "lifetime CPU budget spent: retiring for a fresh worker"
+                    self.current = None
+                    continue
                 self._send(sock, outcome.body)
                 self.current = None
-                if self._retire:
-                    self._stop_reason = "lifetime CPU budget spent: retiring for a fresh worker"
-                    continue
             if self.current and now >= self.current_deadline:
                 return self._abandon(
                     sock, "Timeout", f"job passed its deadline of {self.current.deadline_s:g}s"

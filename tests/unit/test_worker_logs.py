@@ -1,4 +1,5 @@
-"""The relay of workers' log pipes: whole lines, long lines cut, a flood rate-limited, the end noticed."""
+"""The relay of workers' log pipes: whole lines, long lines cut, control characters defused, a flood
+throttled by not reading (the pipe fills, the worker's non-blocking end drops), the end noticed."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ class Clock:
 def _relay() -> tuple[WorkerLogs, io.BytesIO, int, Clock]:
     out, clock = io.BytesIO(), Clock()
     logs = WorkerLogs(out, clock=clock)
-    r, w = os.pipe()
-    logs.add(os.fdopen(r, "rb", buffering=0), "0.1")
+    r, w = logs.pipe()
+    logs.add(r, "0.1")
     return logs, out, w, clock
 
 
@@ -43,29 +44,56 @@ def test_only_whole_lines_pass_and_the_end_closes_the_pipe() -> None:
     assert logs.fds() == []
 
 
-def test_a_line_past_the_limit_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_lines_are_cut_and_control_characters_defused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_logs, "MAX_LINE", 10)
     logs, out, w, _ = _relay()
-    os.write(w, b"x" * 25)
+    os.write(w, b"\x1b[2Jclear\n" + b"x" * 25)
     logs.read(logs.fds()[0])
-    assert out.getvalue() == b"x" * 10 + b" [line cut]\n"
+    assert out.getvalue() == b"?[2Jclear\n" + b"x" * 10 + b" [line cut]\n"
     os.close(w)
 
 
-def test_a_flood_is_rate_limited_and_the_drop_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_write_end_is_non_blocking_so_a_stalled_relay_never_blocks_a_worker() -> None:
+    logs, _, w, _ = _relay()
+    with pytest.raises(BlockingIOError):
+        while True:
+            os.write(w, b"x" * 65536)
+    os.close(w)
+    logs.close()
+
+
+def test_a_flood_is_throttled_by_not_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker_logs, "RATE_BYTES_PER_S", 100)
     out, clock = io.BytesIO(), Clock()
     logs = WorkerLogs(out, clock=clock)
-    r, w = os.pipe()
-    logs.add(os.fdopen(r, "rb", buffering=0), "0.1")
+    r, w = logs.pipe()
+    logs.add(r, "0.1")
     fd = logs.fds()[0]
-    os.write(w, b"a" * 39 + b"\n" + b"b" * 39 + b"\n" + b"c" * 39 + b"\n")  # 120 bytes in one go
+    os.write(w, (b"a" * 39 + b"\n") * 5)  # 200 bytes waiting
+    logs.read(fd)  # reads the 100-byte burst allowance only
+    assert out.getvalue() == (b"a" * 39 + b"\n") * 2  # and 20 bytes of the third, held back
+    logs.read(fd)  # nothing left in the bucket: sits out, said once
+    assert b"log over 100 B/s" in out.getvalue()
+    assert logs.fds() == []  # not even polled until it refills
+    clock.now += 1.0
+    assert logs.fds() == [fd]
     logs.read(fd)
-    assert out.getvalue() == b"a" * 39 + b"\n" + b"b" * 39 + b"\n"  # the burst allowance is 100 bytes
-    clock.now += 1.0  # a second later the bucket is full again
-    os.write(w, b"d\n")
-    logs.read(fd)
-    assert out.getvalue().endswith(b"[worker 0.1: 40 bytes of log dropped: over 100 B/s]\nd\n")
+    assert out.getvalue().count(b"a" * 39 + b"\n") == 5  # the other 100 bytes: the rest of all five
     os.close(w)
     logs.close()
     assert logs.fds() == []
+
+
+def test_a_closed_stderr_stops_the_relay_not_the_coordinator() -> None:
+    class Gone(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            raise BrokenPipeError("stderr was closed")
+
+    logs = WorkerLogs(Gone())
+    r, w = logs.pipe()
+    logs.add(r, "0.1")
+    os.write(w, b"line\n")
+    logs.read(logs.fds()[0])  # must not raise
+    assert logs.out is None
+    os.close(w)
+    logs.close()

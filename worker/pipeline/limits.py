@@ -17,8 +17,10 @@ module names the cause, so the ERROR record says `ResourceLimit` or `SandboxViol
     PermissionError on a path outside the         SandboxViolation  Landlock refused the path
       sandbox's allowed paths, or with no path    SandboxViolation  seccomp refused the call (socket, ptrace)
     EACCES on another process's /proc files       SandboxViolation  Landlock's ptrace scoping
-    EPERM, with or without a path                 SandboxViolation  seccomp (a setuid chmod); file modes
-                                                                    say EACCES, not EPERM
+    EPERM, with or without a path                 SandboxViolation  a call seccomp refuses (a setuid chmod)
+                                                                    or one needing a privilege the sandbox
+                                                                    took away (chown, chmod of a file the
+                                                                    worker does not own: no capabilities)
     ENETUNREACH, EAFNOSUPPORT, EPERM on sockets   SandboxViolation  no network in the sandbox
     a command whose stderr says "Permission       SandboxViolation  the same, seen from a program's stderr
       denied" / "Operation not permitted"                           (a heuristic: a program only prints it)
