@@ -258,3 +258,19 @@ def test_spares_are_never_given_jobs(rig: Rig) -> None:
     rig.frame_to(spare, Ready(slot=spare.index, generation=spare.generation, pid=spare.pid or 0, version="t"))
     rig.add_job()
     assert rig.sup.dispatch(rig.now) == 0
+
+
+def test_a_retiring_worker_gets_no_next_job_and_no_job_is_charged_for_its_exit(rig: Rig) -> None:
+    rig.make_ready(0)
+    rig.add_job("a.txt")
+    rig.add_job("b.txt")
+    rig.sup.dispatch(rig.now)
+    first = rig.executes()[0][1].job_id
+    body = Result(job_id=first, output_path="/n/a.txt.obs.md", duration_s=0.1, facts=facts(), retiring=True)
+    rig.frame(0, body)
+    slot = rig.sup.slots[0]
+    assert slot.state is SlotState.STOPPING and len(rig.executes()) == 1  # b.txt was not handed to it
+    rig.procs[0].returncode = 0  # it leaves
+    rig.advance(0.01)
+    assert rig.jobs.counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0, "quarantined": 0}
+    assert slot.state is SlotState.BACKOFF  # a fresh worker follows
