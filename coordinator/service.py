@@ -271,6 +271,7 @@ class Service:
                 last_tick = now
                 sup.tick(now)
             sup.dispatch(now)
+            self.jails.tick()  # after dispatch: a dead worker's clean-up never delays its job's retry
             self.jobs.flush_if_due()
             if self._signal is not None:
                 stop.request(now, signal.Signals(self._signal).name, urgent=self._signals_seen > 1)

@@ -292,8 +292,6 @@ class Supervisor:
                 self._start(slot, now)
             elif slot.proc is not None:
                 self._watch(slot, now)
-        if self.jails is not None:
-            self.jails.tick()
         self.beat(now)
 
     def beat(self, now: float) -> None:
