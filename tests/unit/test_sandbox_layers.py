@@ -166,7 +166,9 @@ def test_cpu_overrun_gets_sigxcpu_before_the_hard_limit(tmp_path: Path) -> None:
 
     got = in_child(body)
     assert got["hits"], "no SIGXCPU within 10 s of CPU"
-    assert got["soft"] - 0.01 <= got["hits"][0] < got["hard"]
+    # The kernel checks RLIMIT_CPU against its tick-sampled CPU time, which can run a few ticks ahead of
+    # what process_time() reads (observed 1.97 s for a soft limit of 2 under load): allow 0.1 s.
+    assert got["soft"] - 0.1 <= got["hits"][0] < got["hard"]
 
 
 @pytest.mark.timeout(30)
@@ -249,4 +251,6 @@ def test_a_non_root_worker_reports_what_it_cannot_do(tmp_path: Path) -> None:
     assert not reports["netns"]["active"] and "not root" in reports["netns"]["detail"]
     assert reports["caps"]["active"] and "not root" in reports["caps"]["detail"]
     assert reports["landlock"]["active"] and reports["seccomp"]["active"]
-    assert got["nproc"][1] == spec.limits.processes and "NPROC 64" in reports["rlimits"]["detail"]
+    # Relative to what nobody already runs (at least this child): never below `processes` + 1.
+    assert got["nproc"][1] > spec.limits.processes
+    assert f"NPROC {got['nproc'][1]}" in reports["rlimits"]["detail"]

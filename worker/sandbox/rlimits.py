@@ -10,8 +10,10 @@
 - RLIMIT_FSIZE: the largest file a job may write (CPython ignores SIGXFSZ, so a write fails with EFBIG).
 - RLIMIT_NOFILE: only ever lowered, never above the hard limit we were given.
 - RLIMIT_CORE = 0: a crashing parser must not dump a core full of other people's files.
-- RLIMIT_NPROC only when not root: the kernel ignores it for root, and it counts every process of the uid
-  machine-wide (the cgroup's pids.max is the real fork limit).
+- RLIMIT_NPROC only when not root: the kernel ignores it for root. It counts every task (process and
+  thread) of the uid machine-wide, so it is set *relative*: the uid's tasks at start plus `processes`.
+  A desktop user with 400 tasks would otherwise get a worker that cannot even start a thread. The
+  cgroup's pids.max, where there is one, is the exact limit.
 Limits are never raised above the hard limit we inherited (that would need CAP_SYS_RESOURCE).
 """
 
@@ -41,6 +43,20 @@ def _cpu_used() -> int:
     return math.ceil(time.process_time())
 
 
+def _uid_tasks(uid: int) -> int:
+    """How many tasks (threads included) `uid` runs now, as RLIMIT_NPROC counts them."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{entry}/task"))
+        except OSError:  # gone meanwhile
+            continue
+    return count
+
+
 def _targets(spec: SandboxSpec) -> dict[str, tuple[int, int, int]]:
     """{name: (resource, soft, hard)} for the fixed limits, computed against our current hard limits."""
     lim = spec.limits
@@ -51,7 +67,7 @@ def _targets(spec: SandboxSpec) -> dict[str, tuple[int, int, int]]:
         "RLIMIT_CORE": (resource.RLIMIT_CORE, 0),
     }
     if os.geteuid() != 0:
-        wanted["RLIMIT_NPROC"] = (resource.RLIMIT_NPROC, lim.processes)
+        wanted["RLIMIT_NPROC"] = (resource.RLIMIT_NPROC, _uid_tasks(os.geteuid()) + lim.processes)
     targets = {}
     for name, (res, value) in wanted.items():
         hard = _cap(value, resource.getrlimit(res)[1])
