@@ -73,6 +73,14 @@ class SupervisorConfig(_Section):
     # Workers run this much nicer than the coordinator, so a worker spinning on a hostile file cannot starve
     # the loop that heartbeats, times and replaces it (and a big start-up scan is not slowed by workers).
     worker_nice: int = Field(default=5, ge=0, le=19)
+    # Recycling (Celery's max_tasks_per_child / max_memory_per_child): a worker is replaced gracefully, one
+    # slot at a time, after this many jobs (0: never) or once its RSS passes this many MiB (0: never).
+    max_jobs_per_worker: int = Field(default=0, ge=0, le=10_000_000)
+    max_rss_mb: int = Field(default=512, ge=0, le=1_048_576)
+    # A failed slot is never failed for good: after this cool-down (doubling up to the max) it gets one
+    # trial start; `ob-ctl restart-worker SLOT` starts it at once.
+    failed_cooldown_s: float = Field(default=60.0, gt=0, le=86400)
+    failed_cooldown_max_s: float = Field(default=600.0, gt=0, le=86400)
 
 
 class JobsConfig(_Section):
@@ -89,7 +97,9 @@ class JobsConfig(_Section):
     max_processes: int = Field(default=64, ge=8, le=65536)
     preview_lines: int = Field(default=20, ge=0, le=1000)
     retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=3600)
+    retry_backoff_factor: float = Field(default=2.0, ge=1, le=100)
     retry_backoff_max_s: float = Field(default=30.0, ge=0, le=86400)
+    retry_max_attempts: int = Field(default=5, ge=1, le=1000)  # attempts in all, the first one included
     after_success: Literal["keep", "move", "delete"] = "keep"
     # "noop": workers only acknowledge (no read, no note) while queue and records work as usual; for
     # measuring the dispatch path itself (scripts/bench.py).
@@ -98,6 +108,40 @@ class JobsConfig(_Section):
     quarantine_move: bool = False
     quarantine_dir: Path | None = None  # default <state_dir>/quarantine
     skill_paths: list[Path] = Field(default_factory=list)  # where workers import handler skills from
+
+
+class BalancerConfig(_Section):
+    """Which idle worker gets the next job (see docs/supervision.md)."""
+
+    strategy: Literal["least_loaded", "round_robin", "weighted"] = "least_loaded"
+    weights: list[int] = Field(default_factory=list)  # weighted: slot i gets weights[i] (missing: 1)
+
+    @field_validator("weights")
+    @classmethod
+    def _positive(cls, weights: list[int]) -> list[int]:
+        for i, weight in enumerate(weights):
+            if weight < 1:  # a zero weight would starve the slot forever
+                raise ValueError(f"weights[{i}] is {weight}; a weight is a whole number of at least 1")
+        return weights
+
+
+class BreakerConfig(_Section):
+    """The circuit breaker of every worker slot: infrastructure failures only, never a bad file."""
+
+    failure_threshold: int = Field(default=5, ge=0, le=1000)  # consecutive failures that open it (0: off)
+    failure_rate: float = Field(default=0.5, gt=0, le=1)  # or failures above this share ...
+    window: int = Field(default=20, ge=1, le=10_000)  # ... of the slot's last `window` jobs ...
+    min_samples: int = Field(default=10, ge=1, le=10_000)  # ... once it has seen this many
+    recovery_s: float = Field(default=30.0, ge=0, le=86400)  # open this long, then one probe job
+
+
+class FleetConfig(_Section):
+    """Restart-storm guard: when too much of the fleet is failing, pause dispatch until one probe works."""
+
+    open_fraction: float = Field(default=0.5, ge=0, le=1)  # share of slots with open breakers (0: off)
+    max_restarts: int = Field(default=20, ge=0, le=100_000)  # more restarts than this ... (0: off)
+    restart_window_s: float = Field(default=60.0, gt=0, le=86400)  # ... within this many seconds
+    probe_interval_s: float = Field(default=10.0, ge=0, le=86400)  # while paused: one probe job this often
 
 
 class SandboxConfig(_Section):
@@ -243,6 +287,9 @@ class Config(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    balancer: BalancerConfig = Field(default_factory=BalancerConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
     skills: list[SkillRuleConfig] = Field(default_factory=list)
     grep: list[GrepRuleConfig] = Field(default_factory=list)

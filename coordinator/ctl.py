@@ -6,6 +6,10 @@
     ob-ctl [--state-dir DIR | --config FILE] errors [--since 1h] [--category C] [--limit N] [--json]
     ob-ctl [--state-dir DIR | --config FILE] retry JOB_ID | --failed | --quarantined
     ob-ctl [--state-dir DIR | --config FILE] quarantine [list | release JOB_ID]
+    ob-ctl [--state-dir DIR | --config FILE] scale N
+    ob-ctl [--state-dir DIR | --config FILE] restart-worker SLOT
+    ob-ctl [--state-dir DIR | --config FILE] drain | resume
+    ob-ctl [--state-dir DIR | --config FILE] breaker [list | reset SLOT]
 
 `jobs`, `errors` and `quarantine list` read `<state-dir>/queue.db` in this process (WAL lets a reader look
 beside the live coordinator), so they also work with the service stopped; everything else is a request on
@@ -88,7 +92,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_command(sub: Any, name: str, module: ModuleType, *, nested: bool = False) -> None:
     cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
     _common_options(cmd, nested=nested)
-    cmd.set_defaults(_module=module, _wire=name)
+    cmd.set_defaults(_module=module, _wire=getattr(module, "WIRE", name))
     if hasattr(module, "add_arguments"):
         module.add_arguments(cmd)
     actions = {} if nested else getattr(module, "ACTIONS", {})

@@ -25,10 +25,23 @@ class Health:
         """It works again."""
         self.problems.pop(key, None)
 
-    def rollup(self, slot_states: Iterable[SlotState]) -> tuple[str, list[str]]:
-        """(state, reasons): unhealthy when no worker can run, degraded while anything is wrong."""
+    def rollup(
+        self,
+        slot_states: Iterable[SlotState],
+        *,
+        open_breakers: Iterable[int] = (),
+        fleet_paused: str | None = None,
+    ) -> tuple[str, list[str]]:
+        """(state, reasons): unhealthy when no worker can run or the fleet guard has paused dispatch,
+        degraded while anything is wrong (a slot restarting or failed, an open breaker, a problem)."""
         states = list(slot_states)
         reasons = list(self.problems.values())
+        opened = sorted(open_breakers)
+        if opened:
+            reasons.append(f"circuit breaker open on slot(s) {', '.join(map(str, opened))}")
+        if fleet_paused is not None:
+            reasons.append(f"dispatch paused by the fleet guard: {fleet_paused}")
+            return "unhealthy", reasons
         failed = sum(s is SlotState.FAILED for s in states)
         backoff = sum(s is SlotState.BACKOFF for s in states)
         if failed:

@@ -1,9 +1,10 @@
 """How a job's attempt ends: the one place that writes terminal records, requeues, retries and quarantines.
 
     success          → SUCCESS record, job done, input kept / moved / deleted
-    worker ERROR     → retryable: requeued with backoff (the disk said no: health degraded until it works)
-                       final: ERROR record, job failed
-    worker died      → requeued, or after `quarantine_after` deaths: ERROR record, job quarantined
+    worker ERROR     → retryable: requeued with backoff, up to `retry_max_attempts` attempts in all (the disk
+                       said no: health degraded until it works, retried for as long as it takes)
+                       final, or out of attempts: ERROR record whose `recovery` says what was tried
+    worker died      → requeued with backoff, or after `quarantine_after` deaths: ERROR record, quarantined
     not a file       → ERROR record (FileAccess) at once, never opened
     we stopped it    → requeued, not charged
 
@@ -47,10 +48,32 @@ class Outcomes:
         self.rng = rng or random.Random()
 
     def retry_delay(self, job: Job) -> float:
-        """Exponential backoff with jitter over the job's attempts so far."""
+        """Exponential backoff with jitter over the job's attempts so far: initial x factor^(attempts - 1),
+        capped, then drawn from [delay/2, delay] so jobs that failed together do not return together."""
         jobs = self.config.jobs
-        delay = min(jobs.retry_backoff_max_s, jobs.retry_backoff_initial_s * 2 ** max(0, job.attempts - 1))
+        exponent = min(64, max(0, job.attempts - 1))  # (a float power past this only overflows)
+        delay = min(
+            jobs.retry_backoff_max_s, jobs.retry_backoff_initial_s * jobs.retry_backoff_factor**exponent
+        )
         return self.rng.uniform(delay / 2, delay) if delay > 0 else 0.0
+
+    def recovery(self, job: Job, *, tried: str, why: str) -> dict[str, Any]:
+        """An ERROR record's `recovery` block: what was tried before giving up, and why it ended."""
+        jobs = self.config.jobs
+        return {
+            "attempted": job.attempts > 1,
+            "attempts": job.attempts,
+            "maxAttempts": jobs.retry_max_attempts,
+            "workerDeaths": job.kills,
+            "fallback": tried,
+            "backoff": {
+                "initial_s": jobs.retry_backoff_initial_s,
+                "factor": jobs.retry_backoff_factor,
+                "max_s": jobs.retry_backoff_max_s,
+            },
+            "successful": False,
+            "reason": why,
+        }
 
     def _terminal(
         self, job: Job, state: JobState, write: Callable[[], WrittenRecord], error: str | None
@@ -89,13 +112,21 @@ class Outcomes:
     def worker_error(self, job: Job, body: Error) -> None:
         """The worker could not process the file (the worker itself is fine)."""
         summary = f"{body.category}: {body.message}"
-        if body.retryable:
+        # Our own storage failing (System) is never the file's fault: it is retried for as long as it takes.
+        attempts_left = body.category == "System" or job.attempts < self.config.jobs.retry_max_attempts
+        if body.retryable and attempts_left:
             delay = self.retry_delay(job)
             if body.category == "System":
                 self.health.report("notes", f"notes cannot be written: {body.message}")
             logger.warning("job {} ({}) will be retried in {:.1f}s: {}", job.id, job.relpath, delay, summary)
             self.queue.requeue(job, summary, front=False, delay=delay)
             return
+        if body.retryable:
+            recovery = self.recovery(
+                job, tried="retried with backoff", why=f"gave up after {job.attempts} attempts"
+            )
+        else:
+            recovery = self.recovery(job, tried="none", why=f"{body.category} is not retryable")
         self._error_end(
             job,
             JobState.FAILED,
@@ -105,6 +136,7 @@ class Outcomes:
             name=body.name,
             code=body.code,
             stack=body.stack,
+            recovery=recovery,
         )
 
     def worker_died(self, job: Job, category: str, reason: str, code: str) -> None:
@@ -112,8 +144,11 @@ class Outcomes:
         job.kills += 1
         limit = self.config.supervisor.quarantine_after
         if job.kills < limit:
-            logger.warning("job {} ({}) requeued: {}", job.id, job.relpath, reason)
-            self.queue.requeue(job, f"{category}: {reason}")
+            # Backoff for this retry too: a file that crashed its worker should not take down the next
+            # one within the same millisecond, and a crash storm should not spin through the queue.
+            delay = self.retry_delay(job)
+            logger.warning("job {} ({}) retried in {:.2f}s: {}", job.id, job.relpath, delay, reason)
+            self.queue.requeue(job, f"{category}: {reason}", front=False, delay=delay)
             return
         message = f"quarantined after {job.kills} worker deaths; last: {reason}"
         logger.error("job {} ({}) {}", job.id, job.relpath, message)
@@ -126,7 +161,9 @@ class Outcomes:
             message=message,
             code=code,
             component="supervisor",
-            recovery={"attempted": True, "fallback": "retry on a fresh worker", "successful": False},
+            recovery=self.recovery(
+                job, tried="retried with backoff on a fresh worker", why=f"{job.kills} worker deaths"
+            ),
         )
         if ended and self.config.jobs.quarantine_move:
             moved = move_input(job, self.config.quarantine_dir())

@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from coordinator.backoff import RestartPolicy
+from coordinator.breaker import CircuitBreaker
 from coordinator.jobs import Job
 from coordinator.silence import SilenceWatch
 from coordinator.states import SlotState
@@ -31,6 +32,7 @@ class Slot:
 
     index: int
     policy: RestartPolicy
+    breaker: CircuitBreaker
     state: SlotState = SlotState.STOPPED
     generation: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -55,6 +57,18 @@ class Slot:
     spare: bool = False  # a warm spare: started and READY, never given jobs, takes over a dead slot
     refill: bool = False  # a spare waiting to be refilled after a takeover (not a restart)
     name: str = ""  # the process's `<slot>.<generation>` routing id (a promoted spare keeps its own)
+    proc_jobs: int = 0  # jobs the current process has finished (recycling by count)
+    plan: str | None = None  # why the current process is being retired on purpose (recycle, restart, scale)
+    plan_deadline: float = 0.0  # when a worker asked to exit is killed instead
+    removing: bool = False  # scaled away: the slot goes once its process has exited
+    recycles: int = 0
+    fleet_probe: bool = False  # the job it holds is the fleet guard's probe
+    charged: bool = False  # its breaker already counted this process's failure (it exits after a Timeout)
+
+    @property
+    def load(self) -> int:
+        """Jobs in hand (the balancer's view; a worker has one job of credit)."""
+        return 0 if self.job is None else 1
 
     @property
     def identity(self) -> bytes:
@@ -75,6 +89,9 @@ class Slot:
         self.started_wall = time.time()
         self.last_seen = now
         self.kill = None
+        self.plan = None
+        self.proc_jobs = 0
+        self.charged = False
         self.silence.reset()
         self.rss_bytes = self.cpu_percent = None
         if self.ps is not None:
@@ -93,6 +110,9 @@ class Slot:
         )
         self.sandbox, self.rss_bytes, self.cpu_percent = spare.sandbox, spare.rss_bytes, spare.cpu_percent
         self.kill = None
+        self.plan = None
+        self.proc_jobs = spare.proc_jobs
+        self.charged = False
         self.silence.reset()
         self.state = SlotState.READY
         spare.proc = spare.ps = spare.pidfd = None
@@ -121,7 +141,7 @@ class Slot:
             "slot": self.index,
             "name": self.name,
             "pid": self.pid,
-            "state": self.state.value,
+            "state": "draining" if self.plan and self.state is SlotState.BUSY else self.state.value,
             "last_heartbeat_age_s": round(now - self.last_seen, 3) if alive else None,
             "jobs_done": self.jobs_done,
             "jobs_failed": self.jobs_failed,
@@ -133,10 +153,14 @@ class Slot:
             "current_file": str(self.job.path) if self.job else None,
             "last_exit": self.last_exit,
             "retry_in_s": round(max(0.0, self.retry_at - now), 3)
-            if self.state is SlotState.BACKOFF
+            if self.state in (SlotState.BACKOFF, SlotState.FAILED)
             else None,
             "sandbox": list(self.sandbox),
             "spare": self.spare,
+            "breaker": self.breaker.row(now),
+            "recycles": self.recycles,
+            "plan": self.plan,
+            "removing": self.removing,
         }
 
 

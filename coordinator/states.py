@@ -5,7 +5,18 @@ Slot states use supervisord's vocabulary, which operators already know:
     starting ─► ready ⇄ busy ─► stopping ─► stopped
         │         │      │
         └─────────┴──────┴──► backoff ─► starting ...   (after a death, with exponential delay)
-                                 └──────► failed         (too many restarts in the window)
+                                 └──────► failed ─► starting ...  (too many restarts; one trial start
+                                                                   after a cool-down, or by an operator)
+
+A busy worker with a `plan` (recycle, operator restart, scale down) finishes its job, then is asked to exit
+(stopping); `ob-ctl workers` shows it as `draining` meanwhile.
+
+Each slot also has a circuit breaker (`coordinator.breaker`) that decides whether it may be given jobs:
+
+    closed ──► open ──► half_open ──► closed   (too many infrastructure failures; recovery time passed;
+               ▲           │                     the one probe job succeeded)
+               └───────────┘                   (the probe failed: open again, with a fresh timer)
+    open / half_open ──► closed                (reset by an operator)
 """
 
 from __future__ import annotations
@@ -43,3 +54,11 @@ class JobState(StrEnum):
 
 TERMINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.QUARANTINED})
 ALL_JOB_STATES = tuple(JobState)
+
+
+class BreakerState(StrEnum):
+    """Whether a slot's circuit breaker lets jobs through: yes, no, or one probe job at a time."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"

@@ -26,15 +26,18 @@ import psutil
 from loguru import logger
 
 from coordinator.backoff import RestartPolicy
+from coordinator.balancer import make_strategy
+from coordinator.breaker import BreakerPolicy, CircuitBreaker
 from coordinator.config import Config
 from coordinator.deaths import classify_death
+from coordinator.fleet import FleetGuard, FleetPolicy
 from coordinator.jails import Aftermath, Jails
 from coordinator.jobs import Job
 from coordinator.outcomes import Outcomes
 from coordinator.queue import JobQueue
 from coordinator.slots import Kill, Slot
 from coordinator.spawn import Spawner, describe_exit, signal_group
-from coordinator.states import RUNNING_STATES, SlotState
+from coordinator.states import RUNNING_STATES, BreakerState, SlotState
 from protocol.codec import DecodeError, VersionMismatch, decode
 from protocol.messages import (
     Body,
@@ -59,6 +62,14 @@ KillGroup = Callable[[int, signal.Signals], bool]
 
 # Error categories that mean the worker itself is about to exit (it abandons a job it cannot stop).
 _WORKER_EXITS_AFTER = frozenset({"Timeout"})
+#: Answers that are the worker's or the deployment's fault, not the file's: they count against the slot's
+#: circuit breaker. Everything else (FileContent, FileAccess, PatternMatching, ...) shows the worker works.
+INFRASTRUCTURE_ERRORS = frozenset({"Timeout", "WorkerCrash", "Protocol"})
+#: sysexits.h EX_CONFIG: a worker that exits with it cannot run as configured, so restarting it at once
+#: would only loop; the slot goes straight to `failed` (and gets its trial start after the cool-down).
+EX_CONFIG = 78
+#: A worker asked to exit (recycle, restart, scale down) is killed if it is still there after this long.
+PLANNED_EXIT_S = 10.0
 
 
 class Supervisor:
@@ -85,16 +96,24 @@ class Supervisor:
         self.jails = jails
         self.required_layers: list[str] = []  # sandbox layers a worker must verify (set after the probe)
         n = config.service.workers
-        self.slots = [Slot(i, self._policy()) for i in range(n)]
-        self.spares = [Slot(n + i, self._policy(), spare=True) for i in range(self.sup.spare_workers)]
+        self.slots = [self._new_slot(i) for i in range(n)]
+        self.spares = [self._new_slot(n + i, spare=True) for i in range(self.sup.spare_workers)]
+        self._next_index = n + self.sup.spare_workers  # slot numbers are never reused (scale up, then down)
         self._by_identity: dict[bytes, Slot] = {}
         self.stopping = False
+        self.paused: str | None = None  # why dispatch is paused by an operator (`ob-ctl drain`)
+        self.balancer = make_strategy(config.balancer.strategy, config.balancer.weights)
+        self.fleet = FleetGuard(_fleet_policy(config))
+        self._recycling: Slot | None = None  # automatic recycling replaces one slot at a time
         self.stats = {
             "bad_frames": 0,
             "stale_frames": 0,
             "unknown_peers": 0,
             "version_mismatches": 0,
             "handler_errors": 0,
+            "breaker_transitions": 0,
+            "recycles": 0,
+            "restarts": 0,
         }
         self._next_beat = 0.0
         self._config_msg = ConfigMessage(
@@ -109,14 +128,9 @@ class Supervisor:
             grep=[GrepRule(**g.model_dump()) for g in config.grep],
         )
 
-    def _policy(self) -> RestartPolicy:
-        s = self.sup
-        return RestartPolicy(
-            initial=s.backoff_initial_s,
-            cap=s.backoff_max_s,
-            stable_after=s.stable_uptime_s,
-            max_restarts=s.max_restarts,
-            window=s.restart_window_s,
+    def _new_slot(self, index: int, *, spare: bool = False) -> Slot:
+        return Slot(
+            index, _restart_policy(self.config), CircuitBreaker(_breaker_policy(self.config)), spare=spare
         )
 
     @property
@@ -209,7 +223,7 @@ class Supervisor:
                 index = int(identity.decode("ascii").split(".")[0])
             except (UnicodeDecodeError, ValueError):
                 index = -1
-            if 0 <= index < len(self.all_slots) and identity.count(b".") == 1:
+            if 0 <= index < self._next_index and identity.count(b".") == 1:
                 self.stats["stale_frames"] += 1  # a late word from a previous incarnation of a slot
             else:
                 self.stats["unknown_peers"] += 1
@@ -230,7 +244,11 @@ class Supervisor:
         if not self.send(slot.identity, self._config_msg):
             return
         slot.state = SlotState.READY
+        if self._recycling is slot:
+            self._recycling = None  # its replacement is up: the next slot may be recycled
         logger.info("slot {}: worker {} ready after {:.2f}s", slot.index, slot.name, now - slot.started_at)
+        if slot.plan is not None:  # scaled down or restarted while it was starting
+            self._retire(slot, now, slot.plan)
 
     def _on_result(self, slot: Slot, body: Result, now: float) -> None:
         job = self._held(slot, body.job_id)
@@ -238,11 +256,15 @@ class Supervisor:
             return
         self._free(slot)
         slot.jobs_done += 1
+        slot.proc_jobs += 1
+        self._verdict(slot, now, None)
         if body.retiring:
-            self._retiring(slot)
-        # Hand the worker its next file before the bookkeeping: the record write and the queue update
-        # then overlap with the worker's next job instead of adding to its idle time.
-        self.dispatch(now, only=slot)
+            self._retire(slot, now, "its CPU budget is spent", ask=False)
+        else:
+            self._maybe_retire(slot, now)
+        # Hand out the next file before the bookkeeping: the record write and the queue update then
+        # overlap with the worker's next job instead of adding to its idle time.
+        self.dispatch(now)
         self.outcomes.success(job, body)
 
     def _on_error(self, slot: Slot, body: Error, now: float) -> None:
@@ -253,18 +275,20 @@ class Supervisor:
         if job is None:
             return
         slot.jobs_failed += 1
+        slot.proc_jobs += 1
         self._free(slot)
         if self.jails is not None and slot.proc is not None:
             self.jails.rebase(slot.proc.pid)
+        infrastructure = body.category in INFRASTRUCTURE_ERRORS
+        self._verdict(slot, now, f"{body.category}: {body.message}" if infrastructure else None)
         self.outcomes.worker_error(job, body)
-        if body.category in _WORKER_EXITS_AFTER or body.retiring:
+        if body.retiring:
+            self._retire(slot, now, "its CPU budget is spent", ask=False)
+        elif body.category in _WORKER_EXITS_AFTER:
             slot.state = SlotState.STOPPING  # it exits after this answer; give it nothing new
-
-    def _retiring(self, slot: Slot) -> None:
-        logger.info(
-            "slot {}: worker {} retires (its CPU budget is spent); a fresh one follows", slot.index, slot.name
-        )
-        slot.state = SlotState.STOPPING
+            slot.charged = True  # its breaker has counted this failure already
+        else:
+            self._maybe_retire(slot, now)
 
     def _held(self, slot: Slot, job_id: str) -> Job | None:
         if slot.job is None or slot.job.wire_id != job_id:
@@ -278,6 +302,118 @@ class Supervisor:
         if slot.state is SlotState.BUSY:
             slot.state = SlotState.READY
 
+    # -- breakers and the fleet guard --------------------------------------------------------------------
+
+    def _verdict(self, slot: Slot, now: float, failure: str | None) -> None:
+        """How the end of a job (or a death) counts for the slot's breaker and, if the job was the fleet
+        guard's probe, for the fleet. `failure` is None when the worker did its part."""
+        probe, slot.fleet_probe = slot.fleet_probe, False
+        if failure is None:
+            slot.breaker.succeeded(now)
+            if probe:
+                self.fleet.succeeded(now)
+        else:
+            slot.breaker.failed(now, failure)
+            if probe:
+                self.fleet.failed(now)
+        self._breaker_news(slot, now)
+
+    def _breaker_news(self, slot: Slot, now: float) -> None:
+        """Log and count the slot's breaker transitions; tell the fleet guard when the number of open
+        breakers changed."""
+        changed = False
+        for t in slot.breaker.take_transitions():
+            changed = True
+            self.stats["breaker_transitions"] += 1
+            log = logger.warning if t.new is BreakerState.OPEN else logger.info
+            log("slot {}: breaker {} -> {}: {}", slot.index, t.old.value, t.new.value, t.reason)
+        if changed:
+            opened = sum(s.breaker.state is not BreakerState.CLOSED for s in self.slots)
+            self.fleet.breakers_changed(now, opened, len(self.slots))
+        self._fleet_news()
+
+    def _fleet_news(self) -> None:
+        for line in self.fleet.take_events():
+            logger.warning("fleet: {}", line)
+
+    def _restarted(self, slot: Slot, now: float) -> None:
+        """A crashed worker is being replaced: counted for the slot, and for the fleet's restart rate."""
+        slot.restarts += 1
+        self.stats["restarts"] += 1
+        self.fleet.restarted(now)
+        self._fleet_news()
+
+    # -- planned exits: recycling, operator restarts, scaling down ---------------------------------------
+
+    def _maybe_retire(self, slot: Slot, now: float) -> None:
+        """`slot` has just become idle: let it go if it is draining or due for recycling."""
+        if slot.plan is not None:
+            self._retire(slot, now, slot.plan)
+            return
+        if self.stopping or (self._recycling is not None and self._recycling is not slot):
+            return  # never two slots at once: the fleet keeps its strength while one is swapped
+        reason = self._recycle_reason(slot)
+        if reason is not None:
+            self._recycling = slot
+            slot.recycles += 1
+            self.stats["recycles"] += 1
+            self._retire(slot, now, f"recycled: {reason}")
+
+    def _recycle_reason(self, slot: Slot) -> str | None:
+        sup = self.sup
+        if sup.max_jobs_per_worker and slot.proc_jobs >= sup.max_jobs_per_worker:
+            return f"{slot.proc_jobs} jobs done (max_jobs_per_worker = {sup.max_jobs_per_worker})"
+        rss = slot.rss_bytes
+        if sup.max_rss_mb and rss is not None and rss > sup.max_rss_mb * _MIB:
+            return f"RSS {rss / _MIB:.0f} MiB over max_rss_mb = {sup.max_rss_mb}"
+        return None
+
+    def _retire(self, slot: Slot, now: float, reason: str, *, ask: bool = True) -> None:
+        """Let an idle worker go on purpose: SHUTDOWN now (unless it is leaving by itself), a kill if it is
+        still there after PLANNED_EXIT_S. Its exit refills the slot at once, uncharged."""
+        slot.plan = reason
+        slot.state = SlotState.STOPPING
+        slot.plan_deadline = now + PLANNED_EXIT_S
+        if ask:
+            self.send(slot.identity, Shutdown(reason=reason))
+        logger.info("slot {}: worker {} leaves ({}); a fresh one follows", slot.index, slot.name, reason)
+
+    def _drain(self, slot: Slot, now: float, reason: str) -> None:
+        """Retire the slot's worker once it has finished what it holds."""
+        if slot.plan is not None and slot.state is SlotState.STOPPING:
+            return  # already on its way out
+        slot.plan = reason
+        if slot.state is SlotState.READY and slot.job is None:
+            self._retire(slot, now, reason)
+        # busy: `_maybe_retire` retires it after its job; starting: `_on_ready` does
+
+    def _refill(self, slot: Slot, now: float) -> None:
+        """A slot whose worker left on purpose gets a new one now: a ready spare, else a fresh start."""
+        slot.plan = None
+        spare = None if slot.spare else self._ready_spare()
+        if spare is None:
+            self._start(slot, now)
+            return
+        self._take_spare(slot, spare, now, refill_at=now)
+        if self._recycling is slot:
+            self._recycling = None
+
+    def _take_spare(self, slot: Slot, spare: Slot, now: float, *, refill_at: float) -> None:
+        slot.adopt(spare)
+        self._by_identity[slot.identity] = slot
+        spare.state, spare.retry_at = SlotState.BACKOFF, refill_at
+        spare.refill = True  # its next start replaces what it gave away; it did not crash
+        logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
+
+    def _remove(self, slot: Slot) -> None:
+        """A scaled-away slot whose process is gone."""
+        if slot in self.slots:
+            self.slots.remove(slot)
+        self.balancer.forget(slot.index)
+        if self._recycling is slot:
+            self._recycling = None
+        logger.info("slot {}: removed (scaled down)", slot.index)
+
     # -- time passes -------------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
@@ -287,8 +423,13 @@ class Supervisor:
                 self._on_exit(slot, now)
             elif slot.state is SlotState.BACKOFF and now >= slot.retry_at and not self.stopping:
                 if not slot.refill:
-                    slot.restarts += 1
+                    self._restarted(slot, now)
                 slot.refill = False
+                self._start(slot, now)
+            elif slot.state is SlotState.FAILED and now >= slot.retry_at and not self.stopping:
+                logger.warning("slot {}: trial start after its cool-down", slot.index)
+                slot.policy.begin_trial()
+                self._restarted(slot, now)
                 self._start(slot, now)
             elif slot.proc is not None:
                 self._watch(slot, now)
@@ -305,6 +446,8 @@ class Supervisor:
             if slot.state in (SlotState.READY, SlotState.BUSY):
                 self.send(slot.identity, beat)
             slot.sample()
+            if slot.state is SlotState.READY and slot.job is None and not slot.spare:
+                self._maybe_retire(slot, now)  # an idle worker that grew past max_rss_mb
 
     def _watch(self, slot: Slot, now: float) -> None:
         if slot.kill is not None:
@@ -315,6 +458,9 @@ class Supervisor:
         if slot.state is SlotState.STARTING:
             if now - slot.started_at > self.sup.start_timeout_s:
                 self.kill(slot, now, "WorkerCrash", f"no READY within {self.sup.start_timeout_s:g}s")
+            return
+        if slot.state is SlotState.STOPPING and slot.plan is not None and now > slot.plan_deadline:
+            self.kill(slot, now, "planned", f"still running {PLANNED_EXIT_S:g}s after it was asked to exit")
             return
         if slot.state is SlotState.BUSY and now > slot.job_deadline + self.config.jobs.deadline_grace_s:
             self.kill(slot, now, "Timeout", f"job {slot.job.id if slot.job else '?'} overran its deadline")
@@ -349,96 +495,236 @@ class Supervisor:
         aftermath = self.jails.exited(slot.proc.pid) if self.jails is not None else Aftermath()
         uptime = now - slot.started_at
         cause = slot.kill
+        # Left on purpose: asked to (or leaving by itself after saying so), holding no job, not killed for
+        # anything but overstaying its SHUTDOWN.
+        planned = (
+            slot.plan is not None and slot.job is None and (cause is None or cause.category == "planned")
+        )
         slot.last_exit = code
-        expected = self.stopping and slot.kill is None
+        expected = (self.stopping and cause is None) or planned
         log = logger.info if expected or (self.stopping and code in ("exit 0", "SIGTERM")) else logger.warning
         log("slot {}: worker {} (pid {}) {} after {:.1f}s", slot.index, slot.name, slot.pid, text, uptime)
         self._by_identity.pop(slot.identity, None)
+        charged = slot.charged
         slot.detach()
         job = slot.job
         if job is not None and self.stopping:
             slot.job = None
+            slot.breaker.released()
+            if slot.fleet_probe:
+                slot.fleet_probe = False
+                self.fleet.released()
             self.outcomes.interrupted(job)
         elif job is not None:
             slot.job = None
             slot.jobs_failed += 1
             death = classify_death(returncode, aftermath, (cause.category, cause.reason) if cause else None)
+            self._verdict(slot, now, f"{death.category}: {death.reason}")
             self.outcomes.worker_died(job, death.category, death.reason, death.code)
+        elif not planned and not self.stopping and not charged and not slot.spare:
+            self._verdict(slot, now, f"worker {text}" + (f": {cause.reason}" if cause else ""))
         if self.stopping:
             slot.state = SlotState.STOPPED
             return
-        self._after_death(slot, now, uptime)
+        if slot.removing:
+            slot.state = SlotState.STOPPED
+            self._remove(slot)
+        elif planned:
+            self._refill(slot, now)
+        else:
+            slot.plan = None
+            self._after_death(slot, now, uptime, returncode)
 
-    def _after_death(self, slot: Slot, now: float, uptime: float) -> None:
+    def _after_death(self, slot: Slot, now: float, uptime: float, returncode: int | None = None) -> None:
+        if self._recycling is slot:
+            self._recycling = None
+        if returncode == EX_CONFIG:
+            self._fail(slot, now, f"its worker exited with {EX_CONFIG} (EX_CONFIG): it cannot run here")
+            return
+        on_trial = slot.policy.on_trial
         delay = slot.policy.record_death(now, uptime)
         if delay is None:
-            slot.state = SlotState.FAILED
-            logger.error(
-                "slot {}: FAILED: more than {} restarts in {:g}s; not restarting it",
-                slot.index,
-                self.sup.max_restarts,
-                self.sup.restart_window_s,
-            )
+            why = f"more than {self.sup.max_restarts} restarts in {self.sup.restart_window_s:g}s"
+            self._fail(slot, now, "its trial start failed" if on_trial else why)
             return
         spare = None if slot.spare else self._ready_spare()
         if spare is not None:
             # A warm spare fills the slot at once; the spare itself is refilled after the backoff delay,
             # so a crash loop is still throttled.
-            slot.adopt(spare)
-            self._by_identity[slot.identity] = slot
-            slot.restarts += 1
-            spare.state, spare.retry_at = SlotState.BACKOFF, now + delay
-            spare.refill = True  # its next start replaces what it gave away; it did not crash
-            logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
+            self._restarted(slot, now)
+            self._take_spare(slot, spare, now, refill_at=now + delay)
             return
         slot.state = SlotState.BACKOFF
         slot.retry_at = now + delay
         logger.info("slot {}: restarting in {:.2f}s", slot.index, delay)
+
+    def _fail(self, slot: Slot, now: float, why: str) -> None:
+        """`failed`, but never for good: one trial start after a cool-down that doubles each time."""
+        cooldown = slot.policy.cooldown_delay()
+        slot.state = SlotState.FAILED
+        slot.retry_at = now + cooldown
+        logger.error(
+            "slot {}: FAILED: {}; one trial start in {:g}s (ob-ctl restart-worker {} starts it now)",
+            slot.index,
+            why,
+            cooldown,
+            slot.index,
+        )
 
     def _ready_spare(self) -> Slot | None:
         return next((s for s in self.spares if s.state is SlotState.READY and s.kill is None), None)
 
     # -- jobs out ----------------------------------------------------------------------------------------
 
-    def dispatch(self, now: float, *, only: Slot | None = None) -> int:
-        """Hand queued jobs to idle workers (or just to `only`), least recently used first; return how many
-        went out."""
-        if self.stopping:
+    def dispatch(self, now: float) -> int:
+        """Hand queued jobs to the workers that may take one, in the balancer's order; return how many went
+        out. Candidates: READY and idle, not draining, breaker closed or half-open awaiting its probe; and
+        nothing at all while an operator has paused dispatch, or just one probe while the fleet guard has."""
+        if self.stopping or self.paused is not None:
             return 0
         if self.jobs.has_new():
             self.jobs.flush()  # a job goes out only once its row is committed
+        candidates = [
+            s
+            for s in self.slots
+            if s.state is SlotState.READY
+            and s.job is None
+            and (s.breaker.state is BreakerState.CLOSED or self._may_probe(s, now))
+        ]
         sent = 0
-        candidates = self.slots if only is None else [only]
-        idle = [s for s in candidates if s.state is SlotState.READY and s.job is None]
-        idle.sort(key=lambda s: s.last_dispatch)
-        for slot in idle:
+        fleet = self.fleet
+        while candidates:
+            probe = fleet.paused
+            if probe and not fleet.allows(now):
+                break
             job = self.jobs.pop_queued()
             if job is None:
                 break
-            deadline = job_deadline(self.config, job.key[2])
-            self.jobs.mark_running(job, slot.name, lease_s=deadline + self.config.jobs.deadline_grace_s)
-            msg = Execute(
-                job_id=job.wire_id,
-                path=str(job.path),
-                bucket=job.bucket,
-                relpath=job.relpath,
-                output_path=str(job.output_path),
-                deadline_s=deadline,
-                attempt=job.attempts,
-                size=job.key[2],
-                mtime_ns=job.key[3],
-                inode=job.key[4],
-            )
-            if not self.send(slot.identity, msg):
-                self.jobs.undo_running(job, "worker unreachable")
-                self.kill(slot, now, "WorkerCrash", "unreachable on its socket")
+            slot = self.balancer.pick(candidates)
+            candidates.remove(slot)
+            if not self._send_job(slot, job, now):
                 continue
-            slot.job = job
-            slot.job_deadline = now + deadline
-            slot.last_dispatch = now
-            slot.state = SlotState.BUSY
             sent += 1
+            slot.breaker.dispatched(now)
+            if probe:
+                fleet.dispatched(now)
+                slot.fleet_probe = True
+                logger.info("fleet: job {} goes to slot {} as the probe", job.id, slot.index)
         return sent
+
+    def _may_probe(self, slot: Slot, now: float) -> bool:
+        allowed = slot.breaker.allows(now)  # may move an open breaker to half-open: log it
+        self._breaker_news(slot, now)
+        return allowed
+
+    def _send_job(self, slot: Slot, job: Job, now: float) -> bool:
+        deadline = job_deadline(self.config, job.key[2])
+        self.jobs.mark_running(job, slot.name, lease_s=deadline + self.config.jobs.deadline_grace_s)
+        msg = Execute(
+            job_id=job.wire_id,
+            path=str(job.path),
+            bucket=job.bucket,
+            relpath=job.relpath,
+            output_path=str(job.output_path),
+            deadline_s=deadline,
+            attempt=job.attempts,
+            size=job.key[2],
+            mtime_ns=job.key[3],
+            inode=job.key[4],
+        )
+        if not self.send(slot.identity, msg):
+            self.jobs.undo_running(job, "worker unreachable")
+            self.kill(slot, now, "WorkerCrash", "unreachable on its socket")
+            return False
+        slot.job = job
+        slot.job_deadline = now + deadline
+        slot.last_dispatch = now
+        slot.state = SlotState.BUSY
+        return True
+
+    # -- operator actions (ob-ctl) ------------------------------------------------------------------------
+
+    def find(self, index: int) -> Slot:
+        """The working slot numbered `index`; KeyError names the slots there are."""
+        for slot in self.slots:
+            if slot.index == index:
+                return slot
+        raise KeyError(f"no worker slot {index} (slots: {', '.join(str(s.index) for s in self.slots)})")
+
+    def scale(self, n: int, now: float) -> dict[str, list[int]]:
+        """Run `n` working slots: new ones start (a ready spare first), surplus ones finish their job and go.
+        Idle and not-running slots are let go before busy ones, newer before older. No job is lost: a
+        draining worker finishes what it holds."""
+        if self.stopping:
+            raise RuntimeError("the coordinator is stopping")
+        active = [s for s in self.slots if not s.removing]
+        added: list[int] = []
+        removed: list[int] = []
+        for slot in self.slots:  # take back slots still finishing their last job before adding new ones
+            if len(active) >= n:
+                break
+            if slot.removing and slot.state is SlotState.BUSY:
+                slot.removing, slot.plan = False, None
+                active.append(slot)
+                added.append(slot.index)
+        while len(active) < n:
+            slot = self._new_slot(self._next_index)
+            self._next_index += 1
+            self.slots.append(slot)
+            active.append(slot)
+            added.append(slot.index)
+            spare = self._ready_spare()
+            if spare is not None:
+                self._take_spare(slot, spare, now, refill_at=now)
+            else:
+                self._start(slot, now)
+        surplus = len(active) - n
+        if surplus > 0:
+            order = sorted(active, key=lambda s: (s.proc is not None, s.job is not None, -s.index))
+            for slot in order[:surplus]:
+                slot.removing = True
+                removed.append(slot.index)
+                if slot.proc is None:
+                    slot.state = SlotState.STOPPED
+                    self._remove(slot)
+                else:
+                    self._drain(slot, now, "scaled down")
+        logger.info("scale to {} workers: added slots {}, removing slots {}", n, added, removed)
+        return {"added": added, "removing": removed}
+
+    def restart_slot(self, index: int, now: float) -> str:
+        """Restart one slot's worker gracefully (finish its job, then swap); a failed or restarting slot
+        starts at once with its restart history forgotten."""
+        if self.stopping:
+            raise RuntimeError("the coordinator is stopping")
+        slot = self.find(index)
+        slot.policy.reset()
+        if slot.proc is None:
+            slot.refill = False
+            self._refill(slot, now)
+            return "starting"
+        self._drain(slot, now, "restarted by an operator")
+        return "restarting" if slot.state is SlotState.STOPPING else "draining"
+
+    def drain(self, reason: str = "drained by an operator") -> None:
+        """Give no worker a new job until `resume` (workers finish what they hold; files keep queueing)."""
+        self.paused = reason
+        logger.warning("dispatch paused: {}", reason)
+
+    def resume(self, now: float) -> None:
+        """Take jobs again: undoes `drain`, and lifts a fleet-guard pause without waiting for its probe."""
+        if self.paused is not None:
+            logger.info("dispatch resumed")
+        self.paused = None
+        if self.fleet.paused:
+            self.fleet.resume(now)
+            self._fleet_news()
+
+    def reset_breaker(self, index: int, now: float) -> None:
+        """Close one slot's breaker by hand."""
+        slot = self.find(index)
+        slot.breaker.reset(now)
+        self._breaker_news(slot, now)
 
     # -- stopping ----------------------------------------------------------------------------------------
 
@@ -446,7 +732,7 @@ class Supervisor:
         """Take no new jobs and start no new workers."""
         self.stopping = True
         for slot in self.all_slots:
-            if slot.state is SlotState.BACKOFF:
+            if slot.state in (SlotState.BACKOFF, SlotState.FAILED):
                 slot.state = SlotState.STOPPED
 
     def busy(self) -> bool:
@@ -481,7 +767,31 @@ class Supervisor:
         return out
 
 
+_MIB = 1024 * 1024
+
+
 def job_deadline(config: Config, size: int | None) -> float:
     """A job's deadline: the base, plus the per-MiB allowance for its input's size."""
     jobs = config.jobs
     return jobs.deadline_s + jobs.deadline_per_mb_s * (size or 0) / (1024 * 1024)
+
+
+def _restart_policy(config: Config) -> RestartPolicy:
+    s = config.supervisor
+    return RestartPolicy(
+        initial=s.backoff_initial_s,
+        cap=s.backoff_max_s,
+        stable_after=s.stable_uptime_s,
+        max_restarts=s.max_restarts,
+        window=s.restart_window_s,
+        cooldown=s.failed_cooldown_s,
+        cooldown_cap=s.failed_cooldown_max_s,
+    )
+
+
+def _breaker_policy(config: Config) -> BreakerPolicy:
+    return BreakerPolicy(**config.breaker.model_dump())  # the same fields, by design
+
+
+def _fleet_policy(config: Config) -> FleetPolicy:
+    return FleetPolicy(**config.fleet.model_dump())

@@ -11,7 +11,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from coordinator.commands import errors, jobs, quarantine, release, retry, status, workers
+from coordinator.commands import (
+    breaker,
+    breaker_reset,
+    drain,
+    errors,
+    jobs,
+    quarantine,
+    release,
+    restart_worker,
+    resume,
+    retry,
+    scale,
+    status,
+    workers,
+)
 from coordinator.commands.common import CommandError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -19,6 +33,12 @@ COMMANDS: dict[str, ModuleType] = {
     "status": status,
     "retry": retry,
     "release": release,
+    "scale": scale,
+    "restart-worker": restart_worker,
+    "drain": drain,
+    "resume": resume,
+    "breaker": breaker,
+    "breaker-reset": breaker_reset,
 }
 
 CLI: dict[str, ModuleType] = {
@@ -28,6 +48,11 @@ CLI: dict[str, ModuleType] = {
     "errors": errors,
     "retry": retry,
     "quarantine": quarantine,
+    "scale": scale,
+    "restart-worker": restart_worker,
+    "drain": drain,
+    "resume": resume,
+    "breaker": breaker,
 }
 
 __all__ = ["CLI", "COMMANDS", "CommandError"]

@@ -42,3 +42,38 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def slot_index(text: str) -> int:
+    """A worker slot number: a non-negative integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a slot number: {text!r} (see ob-ctl workers)")
+    return value
+
+
+def slot_count(text: str) -> int:
+    """A number of workers: 1 to 256."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"not a worker count: {text!r} (a whole number from 1 to 256)")
+    return value
+
+
+def add_slot_argument(parser: argparse.ArgumentParser) -> None:
+    """The SLOT positional of commands about one worker slot."""
+    parser.add_argument("slot", type=slot_index, metavar="SLOT", help="the slot number (see ob-ctl workers)")
+
+
+def requested_slot(args: dict[str, object]) -> int:
+    """The slot a request names, or a CommandError (the socket may carry anything)."""
+    index = args.get("slot")
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise CommandError(f"a slot is a whole number, not {index!r}")
+    return index

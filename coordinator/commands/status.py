@@ -15,7 +15,11 @@ HELP = "uptime, buckets, workers by state and jobs by state"
 def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
     """The service's overall picture."""
     sup = service.supervisor
-    health, reasons = service.health.rollup(slot.state for slot in sup.slots)
+    health, reasons = service.health.rollup(
+        (slot.state for slot in sup.slots),
+        open_breakers=[s.index for s in sup.slots if s.breaker.state.value != "closed"],
+        fleet_paused=sup.fleet.reason if sup.fleet.paused else None,
+    )
     return {
         "health": health,
         "reasons": reasons,
@@ -23,6 +27,10 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
         "uptime_s": round(service.clock() - service.started_at, 3),
         "state_dir": str(service.state_dir),
         "stopping": sup.stopping,
+        "dispatch": "paused" if sup.paused is not None or sup.fleet.paused else "running",
+        "paused_reason": sup.paused or (sup.fleet.reason if sup.fleet.paused else None),
+        "balancer": sup.balancer.name,
+        "fleet": sup.fleet.row(service.clock()),
         "buckets": [
             {"name": b.name, "path": str(b.path), "output": str(service.config.bucket_output(b))}
             for b in service.buckets
@@ -48,6 +56,9 @@ def render(result: dict[str, Any]) -> str:
         + (" (stopping)" if result["stopping"] else ""),
         f"state dir    {result['state_dir']}",
         f"workers      {result['workers']['total']}: {workers}",
+        f"dispatch     {result['dispatch']}"
+        + (f" ({result['paused_reason']})" if result.get("paused_reason") else "")
+        + f", balancer {result['balancer']}",
         f"jobs         {jobs}",
         f"watcher      {watcher.get('rejected', 0)} rejected, {watcher.get('ignored', 0)} ignored",
     ]

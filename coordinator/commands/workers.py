@@ -10,7 +10,10 @@ from protocol.sandbox import LAYER_ORDER
 if TYPE_CHECKING:
     from coordinator.service import Service
 
-HELP = "one row per worker: pid, state, heartbeat age, jobs, restarts, memory, CPU, sandbox, current file"
+HELP = (
+    "one row per worker: pid, state, circuit breaker, heartbeat age, jobs, restarts, memory, CPU, sandbox, "
+    "current file"
+)
 
 
 def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -21,13 +24,26 @@ def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The rows as a table."""
-    headers = ["slot", "pid", "state", "beat", "done", "failed", "restarts", "rss", "cpu", "uptime"]
+    headers = [
+        "slot",
+        "pid",
+        "state",
+        "breaker",
+        "beat",
+        "done",
+        "failed",
+        "restarts",
+        "rss",
+        "cpu",
+        "uptime",
+    ]
     headers += ["sandbox", "file"]
     table = [
         [
             f"{r['slot']} (spare)" if r.get("spare") else r["slot"],
             r["pid"],
             r["state"] + (f" ({r['retry_in_s']:.1f}s)" if r.get("retry_in_s") is not None else ""),
+            None if r.get("spare") else breaker_summary(r.get("breaker")),
             human_seconds(r["last_heartbeat_age_s"]),
             r["jobs_done"],
             r["jobs_failed"],
@@ -41,6 +57,18 @@ def render(rows: list[dict[str, Any]]) -> str:
         for r in rows
     ]
     return render_table(headers, table)
+
+
+def breaker_summary(breaker: dict[str, Any] | None) -> str | None:
+    """ "closed", "open (probe in 12.5s)", "half_open (probing)"."""
+    if not breaker:
+        return None
+    state = str(breaker["state"])
+    if breaker.get("retry_in_s") is not None:
+        return f"{state} (probe in {breaker['retry_in_s']:.1f}s)"
+    if breaker.get("probing"):
+        return f"{state} (probing)"
+    return state
 
 
 def sandbox_summary(layers: list[str], *, alive: bool) -> str | None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from coordinator.config import load_config
@@ -72,9 +73,12 @@ def test_running_jobs_are_charged_a_death_and_requeued_then_quarantined(tmp_path
     q, records = setup(tmp_path)
     job = running_job(q)
     crash(q)
-    q2 = JobQueue(tmp_path / "q.db")
+    later = [time.time()]
+    q2 = JobQueue(tmp_path / "q.db", clock=lambda: later[0])
     report = recover(q2, records, quarantine_after=2)
     assert report.requeued == 1
+    assert q2.pop_queued() is None  # retried with backoff (0.25 to 0.5 s by default), not at once
+    later[0] += 1.0
     again = q2.pop_queued()
     assert again is not None and again.id == job.id and again.kills == 1
     q2.mark_running(again, "1.1", lease_s=60)

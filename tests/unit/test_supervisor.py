@@ -48,7 +48,7 @@ class Rig:
             "supervisor.backoff_initial_s": 1.0,
         }
         self.config: Config = load_config(None, base | overrides)
-        self.jobs = JobQueue(tmp / "queue.db")
+        self.jobs = JobQueue(tmp / "queue.db", clock=lambda: self.now)
         self.records = RecordWriter(tmp / "records")
         self.health = Health()
         self.outcomes = Outcomes(self.config, self.jobs, self.records, self.health)
@@ -162,6 +162,8 @@ def test_a_job_is_requeued_once_then_quarantined_with_the_cause(rig: Rig) -> Non
     rig.advance(0.01)
     assert rig.jobs.counts()["queued"] == 1
     rig.make_ready(1)
+    assert rig.sup.dispatch(rig.now) == 0  # its retry waits for its backoff (0.25 to 0.5 s)
+    rig.now += 0.5
     rig.sup.dispatch(rig.now)
     assert rig.executes()[-1][0] == b"1.1" and rig.executes()[-1][1].attempt == 2
     rig.procs[1].returncode = -signal.SIGKILL
@@ -273,4 +275,5 @@ def test_a_retiring_worker_gets_no_next_job_and_no_job_is_charged_for_its_exit(r
     rig.procs[0].returncode = 0  # it leaves
     rig.advance(0.01)
     assert rig.jobs.counts() == {"queued": 1, "running": 0, "done": 1, "failed": 0, "quarantined": 0}
-    assert slot.state is SlotState.BACKOFF  # a fresh worker follows
+    # A fresh worker follows at once: leaving on purpose is not a crash, so no backoff and no restart.
+    assert slot.state is SlotState.STARTING and slot.restarts == 0 and slot.generation == 2
