@@ -127,7 +127,11 @@ class _OverflowLogHandler(logging.Handler):
 
 
 class Observation:
-    """One watchdog observer watching every bucket root recursively, feeding an `Inbox`."""
+    """One watchdog observer watching every bucket root recursively, feeding an `Inbox`.
+
+    Roots can be watched and unwatched one at a time while it runs (`watch`, `unwatch`): one `ObservedWatch`
+    per root, scheduled and unscheduled on the running observer.
+    """
 
     def __init__(self, inbox: Inbox, *, polling: bool) -> None:
         self.polling = polling
@@ -181,6 +185,32 @@ class Observation:
             self._watches[root] = (watch, (st.st_dev, st.st_ino))
         except OSError:
             self._watches[root] = (watch, None)
+
+    def watch(self, root: str) -> None:
+        """Watch one more root on the running observer.
+
+        The observer is not restarted: the other roots' watches, and the events they have queued, are left
+        alone. watchdog sets the new watch up before `schedule()` returns (the emitter's `on_thread_start`
+        runs in the calling thread), so a file written after this call is reported. Raises `OSError` if the
+        root cannot be watched (e.g. the inotify watch limit), with nothing left scheduled. Before `start()`
+        it does nothing: `start()` watches the roots it is given.
+        """
+        if self._observer is not None:
+            self._schedule(self._observer, root)
+
+    def unwatch(self, root: str) -> None:
+        """Stop watching `root` and join its emitter thread; the other roots' watches are left alone.
+
+        watchdog looks a watch's handlers up when it dispatches, so events of this root still in its own
+        queue are dropped; those already in the `Inbox` are the watcher's to ignore.
+        """
+        entry = self._watches.pop(root, None)
+        observer = self._observer
+        if entry is None or observer is None:
+            return
+        # KeyError: not scheduled any more (ensure_watched() unscheduled it, then failed to watch it again).
+        with contextlib.suppress(KeyError):
+            observer.unschedule(entry[0])
 
     def ensure_watched(self, root: str) -> None:
         """Watch `root` again if it was deleted (its emitter stopped) or replaced (another inode) and is back.

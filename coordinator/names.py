@@ -14,6 +14,10 @@ The rules (applied in this order, by `coordinator.watcher`):
 
 Matching is case-sensitive (`fnmatchcase`): two names that differ in case are different files on Linux.
 Globs are compiled into one regular expression per list, so a rescan of 100,000 names stays cheap.
+
+Which bucket a path belongs to is decided here too (`Buckets`): buckets may nest, and a path belongs to the
+deepest root that holds it, so the rules above are always the innermost bucket's. Buckets can be added and
+removed at run time; ownership, the set of roots and the excluded directories' spellings follow at once.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fnmatch import translate
 from pathlib import Path
 from typing import Literal
@@ -164,3 +169,94 @@ class Exclusions:
     def covers(self, path: str) -> bool:
         """Whether absolute `path` is one of the excluded directories or lies below one."""
         return path in self._exact or path.startswith(self._prefixes)
+
+
+def posix_relpath(relpath: str) -> str:
+    """A relative path spelled with "/" (the spelling of `Sighting.key` and of the path globs)."""
+    # Linux spells paths with "/" already; keep the key portable all the same.
+    return relpath if os.sep == "/" else relpath.replace(os.sep, "/")
+
+
+@dataclass(slots=True)
+class Bucket:
+    """One watched bucket: its name, its root spelled the ways the watcher needs, and its name rules."""
+
+    name: str
+    root: str  # absolute, normalised: watchdog spells event paths from it
+    prefix: str  # root + separator
+    root_path: Path
+    rules: NameRules
+
+
+class Buckets:
+    """The buckets by name, and which one owns a path: the deepest root that holds it.
+
+    Also holds what depends on the set of roots: `roots` (a scan of an outer bucket prunes the inner ones)
+    and `exclusions` (an excluded directory is spelled under every root that holds it). Both are rebuilt
+    whenever a bucket is added or removed. Not thread-safe: the watcher uses it from the loop thread only.
+    """
+
+    def __init__(self, temp_ignore: Iterable[str], exclude_dirs: Iterable[Path]) -> None:
+        self._temp_ignore = list(temp_ignore)
+        self._exclude_dirs = list(exclude_dirs)
+        self._by_name: dict[str, Bucket] = {}  # in the order they were added
+        self._by_depth: list[Bucket] = []  # deepest root first: the first prefix that matches is the owner
+        self.roots: frozenset[str] = frozenset()
+        self.exclusions = Exclusions(self._exclude_dirs, ())
+
+    def __iter__(self) -> Iterator[Bucket]:
+        return iter(list(self._by_name.values()))  # a copy: callers may add or remove while iterating
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __getitem__(self, name: str) -> Bucket:
+        return self._by_name[name]
+
+    @property
+    def names(self) -> list[str]:
+        """Bucket names, in the order they were added."""
+        return list(self._by_name)
+
+    def add(self, name: str, root: Path | str, patterns: Iterable[str], ignore: Iterable[str]) -> Bucket:
+        """Register a bucket (no I/O). Raises `ValueError` if the name or the root is already a bucket's."""
+        absolute = os.path.abspath(os.fspath(root))
+        if name in self._by_name:
+            raise ValueError(f"bucket {name!r} already exists (root {self._by_name[name].root})")
+        for other in self._by_name.values():
+            if other.root == absolute:
+                raise ValueError(f"{absolute} is already the root of bucket {other.name!r}")
+        rules = NameRules(self._temp_ignore, patterns, ignore)
+        bucket = Bucket(name, absolute, absolute.rstrip(os.sep) + os.sep, Path(absolute), rules)
+        self._by_name[name] = bucket
+        self._reindex()
+        return bucket
+
+    def remove(self, name: str) -> Bucket:
+        """Forget a bucket and return it. Raises `ValueError` if there is none of that name."""
+        bucket = self._by_name.pop(name, None)
+        if bucket is None:
+            known = ", ".join(repr(n) for n in self._by_name) or "none"
+            raise ValueError(f"no bucket named {name!r} (buckets: {known})")
+        self._reindex()
+        return bucket
+
+    def refresh_exclusions(self) -> None:
+        """Spell the excluded directories again. Call it once roots exist: a directory named through a
+        symlink is placed inside a root by comparing real paths, and a missing root has none yet."""
+        self.exclusions = Exclusions(self._exclude_dirs, self.roots)
+
+    def locate(self, path: str) -> tuple[Bucket, str] | None:
+        """The bucket owning absolute `path` and the posix path relative to its root ("" for the root
+        itself); None if no bucket holds it (outside them all, or its bucket was removed)."""
+        for bucket in self._by_depth:
+            if path.startswith(bucket.prefix):
+                return bucket, posix_relpath(path[len(bucket.prefix) :])
+            if path == bucket.root:
+                return bucket, ""
+        return None
+
+    def _reindex(self) -> None:
+        self._by_depth = sorted(self._by_name.values(), key=lambda b: len(b.root), reverse=True)
+        self.roots = frozenset(b.root for b in self._by_name.values())
+        self.refresh_exclusions()

@@ -31,8 +31,17 @@ also re-watches a bucket root that was deleted or replaced and has come back. Re
 a file is harmless: `Sighting.key` is the job queue's idempotency key. Within one `poll()` each key appears
 once, and a version the queue already knows (`known`) is not emitted again.
 
-A little past ~400 lines: the event and scan paths share the ready rules above and are read together;
-names, scanning, settling and watchdog plumbing are in `names`, `scanner`, `settle` and `fsevents`.
+Buckets come and go at run time (`add_bucket`, `remove_bucket`, called in the loop's thread like `poll()`).
+Only that one root's watch is scheduled or unscheduled on the running observer, so the other buckets lose
+no events. An added bucket is scanned in full at the next `poll()`. Nothing under a removed bucket becomes a
+sighting: its queued scans are dropped, events still in the inbox find no bucket and are dropped in `poll()`,
+and a settling file is looked at again under its current owner (none) when its timer comes up. Buckets may
+nest, and a path belongs to the deepest root holding it: an added inner bucket takes its directory over
+from the outer one (whose queued walks there are dropped), a removed one hands it back (which scans it).
+
+Near 500 lines: the event and scan paths share the ready rules above and are read together; names and
+bucket ownership (`Buckets`), scanning, settling and watchdog plumbing are in `names`, `scanner`, `settle`
+and `fsevents`.
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from stat import S_ISREG
 from loguru import logger
 
 from coordinator.fsevents import Inbox, Observation
-from coordinator.names import Exclusions, NameRules, kind_of
+from coordinator.names import Bucket, Buckets, kind_of, posix_relpath
 from coordinator.scanner import walk
 from coordinator.settle import Settler
 
@@ -100,15 +109,6 @@ class Sighting:
         return Path(self.abspath)
 
 
-@dataclass(slots=True)
-class _Bucket:
-    name: str
-    root: str  # absolute, normalised: watchdog spells event paths from it
-    prefix: str  # root + separator
-    root_path: Path
-    rules: NameRules
-
-
 class Watcher:
     """Watches the buckets and hands the loop the files that are ready; see the module docstring.
 
@@ -129,27 +129,19 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         known: Callable[[Key], bool] = lambda key: False,
     ) -> None:
-        self._buckets: dict[str, _Bucket] = {}
         # Versions the caller already has (the job queue): a rescan skips them instead of re-emitting
         # every file of the buckets every interval.
         self._known = known
+        self._buckets = Buckets(temp_ignore, exclude_dirs)
         for name, root, patterns, ignore in buckets:
-            absolute = os.path.abspath(os.fspath(root))
-            rules = NameRules(temp_ignore, patterns, ignore)
-            prefix = absolute.rstrip(os.sep) + os.sep
-            self._buckets[name] = _Bucket(name, absolute, prefix, Path(absolute), rules)
-        # Deepest root first: a path inside nested buckets belongs to the innermost one.
-        self._by_depth = sorted(self._buckets.values(), key=lambda b: len(b.root), reverse=True)
-        self._roots = frozenset(b.root for b in self._buckets.values())
-        self._exclude_dirs = list(exclude_dirs)
-        self._exclusions = Exclusions(self._exclude_dirs, self._roots)
+            self._buckets.add(name, root, patterns, ignore)
         self._settle_ns = int(settle_s * 1e9)
         self._rescan_interval_s = rescan_interval_s
         self._clock = clock
         self._inbox = Inbox(wake)
         self._observation = Observation(self._inbox, polling=polling)
         self._started = False
-        self._settler: Settler[_Bucket] = Settler(settle_s)
+        self._settler: Settler[Bucket] = Settler(settle_s)
         self._scans: dict[str, set[str]] = {}  # bucket name -> directories to walk
         self._next_rescan = 0.0
         self._rescan_requested = False
@@ -160,12 +152,12 @@ class Watcher:
         """Create missing bucket roots, start the observer, then queue a full scan of every bucket."""
         if self._started:
             return
-        for bucket in self._buckets.values():
+        for bucket in self._buckets:
             bucket.root_path.mkdir(parents=True, exist_ok=True)
         # Again, now that the roots exist: their real paths place the excluded directories inside them.
-        self._exclusions = Exclusions(self._exclude_dirs, self._roots)
+        self._buckets.refresh_exclusions()
         polling = self._observation.polling
-        self._observation.start([b.root for b in self._buckets.values()])
+        self._observation.start([b.root for b in self._buckets])
         if self._observation.polling != polling:
             self.stats["errors"] += 1  # fell back to polling
         self._started = True
@@ -179,8 +171,56 @@ class Watcher:
 
     @property
     def settling(self) -> int:
-        """How many files are waiting for their settle window (a gauge for status and tests)."""
+        """How many files are waiting for their settle window (a gauge for status and tests). A removed
+        bucket's files still count until their window ends, when they are dropped."""
         return len(self._settler)
+
+    @property
+    def bucket_names(self) -> list[str]:
+        """The watched buckets' names, in the order they were added."""
+        return self._buckets.names
+
+    def add_bucket(self, name: str, root: Path, patterns: list[str], ignore: list[str]) -> None:
+        """Start watching one more bucket: create its root if missing, schedule its watch on the running
+        observer, and queue a full scan of it (so files already there become sightings at the next poll()).
+
+        Before `start()` it only registers the bucket; `start()` creates and watches it with the others.
+        Raises `ValueError` if the name or the root is already a bucket's, `OSError` if the root cannot be
+        created or watched; either way the watcher is left as it was (a root created just now stays).
+        """
+        bucket = self._buckets.add(name, root, patterns, ignore)
+        if not self._started:
+            return
+        try:
+            bucket.root_path.mkdir(parents=True, exist_ok=True)
+            self._buckets.refresh_exclusions()  # the root's real path exists now
+            self._observation.watch(bucket.root)
+        except BaseException:
+            self._buckets.remove(name)
+            raise
+        # A bucket nested in another takes its directory over: the outer bucket's queued walks there would
+        # emit the inner bucket's files under the outer name. (The outer's settling files there are handed
+        # over when their timers come up, in _check_settling.)
+        for owner, dirs in list(self._scans.items()):
+            dirs.difference_update([d for d in dirs if d == bucket.root or d.startswith(bucket.prefix)])
+            if not dirs:
+                del self._scans[owner]
+        self._queue_scan(bucket, bucket.root)
+        logger.info("watcher: watching bucket {!r} at {}", name, bucket.root)
+
+    def remove_bucket(self, name: str) -> None:
+        """Stop watching a bucket: unschedule its watch, drop its pending scans, its settling files and any
+        inbox events under its root (they must not turn into sightings after removal).
+
+        Raises `ValueError` if there is no bucket of that name. Events and settling files are dropped where
+        `poll()` next looks at them and finds no bucket (or, in a nested bucket, the outer one).
+        """
+        bucket = self._buckets.remove(name)
+        self._observation.unwatch(bucket.root)
+        self._scans.pop(name, None)
+        if self._started:
+            self._queue_dir(bucket.root)  # no-op unless an outer bucket holds the root
+        logger.info("watcher: stopped watching bucket {!r} at {}", name, bucket.root)
 
     def request_rescan(self) -> None:
         """Scan every bucket at the next `poll()`."""
@@ -243,24 +283,15 @@ class Watcher:
         elif kind == "dir_moved" and dest:  # a directory moved out of every bucket has no dest
             self._queue_dir(dest)
 
-    def _locate(self, path: str) -> tuple[_Bucket, str] | None:
-        """The bucket holding absolute `path` and the posix path relative to its root ("" for the root)."""
-        for bucket in self._by_depth:
-            if path.startswith(bucket.prefix):
-                return bucket, _posix(path[len(bucket.prefix) :])
-            if path == bucket.root:
-                return bucket, ""
-        return None
-
     def _look_at(self, path: str, out: dict[Key, Sighting], *, ready: bool) -> None:
-        found = self._locate(path) if path else None
+        found = self._buckets.locate(path) if path else None
         if found is None:  # moved out of every bucket
             return
         bucket, relpath = found
         if not relpath:
             self._queue_scan(bucket, bucket.root)
             return
-        if self._exclusions.covers(path):
+        if self._buckets.exclusions.covers(path):
             self._count_once("ignored", path)
             return
         verdict = bucket.rules.verdict(relpath)
@@ -284,7 +315,7 @@ class Watcher:
 
     def _consider(
         self,
-        bucket: _Bucket,
+        bucket: Bucket,
         path: str,
         relpath: str,
         st: os.stat_result,
@@ -300,7 +331,7 @@ class Watcher:
             # (A scan of a new directory often meets files this very poll emitted on their close events.)
             self._settler.watch(path, bucket, (st.st_size, st.st_mtime_ns, st.st_ino), self._clock())
 
-    def _emit(self, bucket: _Bucket, relpath: str, st: os.stat_result, out: dict[Key, Sighting]) -> None:
+    def _emit(self, bucket: Bucket, relpath: str, st: os.stat_result, out: dict[Key, Sighting]) -> None:
         key = (bucket.name, relpath, st.st_size, st.st_mtime_ns, st.st_ino)
         if key in out or self._known(key):
             return
@@ -311,6 +342,13 @@ class Watcher:
         now = self._clock()
         for entry in self._settler.pop_due(now):
             path, bucket = entry.path, entry.tag
+            found = self._buckets.locate(path)
+            if found is None or found[0] is not bucket:
+                # A bucket was added or removed since its timer started: judge it afresh under the bucket
+                # that owns it now, if any (its rules, its name in the key).
+                self._settler.discard(path)
+                self._look_at(path, out, ready=False)
+                continue
             try:
                 st = os.lstat(path)
             except OSError as exc:
@@ -327,17 +365,17 @@ class Watcher:
                 self._queue_scan(bucket, path)
             elif sig == entry.sig or not stat.S_ISREG(st.st_mode):
                 self._settler.discard(path)
-                self._emit(bucket, _posix(path[len(bucket.prefix) :]), st, out)
+                self._emit(bucket, found[1], st, out)
             else:
                 self._settler.rearm(entry, sig, now)
 
     # -- scans -------------------------------------------------------------------------------------------
 
     def _queue_all(self) -> None:
-        for bucket in self._buckets.values():
+        for bucket in self._buckets:
             self._queue_scan(bucket, bucket.root)
 
-    def _queue_scan(self, bucket: _Bucket, directory: str) -> None:
+    def _queue_scan(self, bucket: Bucket, directory: str) -> None:
         dirs = self._scans.setdefault(bucket.name, set())
         if bucket.root in dirs:
             return  # a full scan is coming anyway
@@ -357,12 +395,13 @@ class Watcher:
 
     def _queue_dir(self, path: str) -> None:
         """A directory appeared (created or moved in): walk it, unless its name or place says not to."""
-        found = self._locate(path) if path else None
+        found = self._buckets.locate(path) if path else None
         if found is None:
             return
         bucket, relpath = found
         if relpath and (
-            any(bucket.rules.is_temp(part) for part in relpath.split("/")) or self._exclusions.covers(path)
+            any(bucket.rules.is_temp(part) for part in relpath.split("/"))
+            or self._buckets.exclusions.covers(path)
         ):
             self._count_once("ignored", path)
             return
@@ -379,7 +418,7 @@ class Watcher:
                     self.stats["errors"] += 1
                     logger.exception("watcher: scan of {} failed", directory)
 
-    def _scan(self, bucket: _Bucket, top: str, out: dict[Key, Sighting]) -> None:
+    def _scan(self, bucket: Bucket, top: str, out: dict[Key, Sighting]) -> None:
         self.stats["scans"] += 1
         full = top == bucket.root
         if full:
@@ -389,11 +428,13 @@ class Watcher:
                 self.stats["errors"] += 1
                 logger.error("watcher: cannot watch bucket {!r} at {}: {}", bucket.name, bucket.root, exc)
 
+        exclusions, roots = self._buckets.exclusions, self._buckets.roots
+
         def prune(path: str, name: str) -> bool:
-            if bucket.rules.is_temp(name) or self._exclusions.covers(path):
+            if bucket.rules.is_temp(name) or exclusions.covers(path):
                 self._count_once("ignored", path)
                 return True
-            return path in self._roots  # a nested bucket is scanned as itself
+            return path in roots  # a nested bucket is scanned as itself
 
         # One "now" per scan: a file that settles during the scan waits for its timer (never too early).
         settled_before = time.time_ns() - self._settle_ns
@@ -409,7 +450,7 @@ class Watcher:
             self._scan_error(top, exc)
 
     def _take(
-        self, bucket: _Bucket, entries: list[os.DirEntry[str]], settled_before: int, out: dict[Key, Sighting]
+        self, bucket: Bucket, entries: list[os.DirEntry[str]], settled_before: int, out: dict[Key, Sighting]
     ) -> None:
         """One directory's non-directory entries, found by a scan: emit the settled ones, time the others.
 
@@ -421,7 +462,7 @@ class Watcher:
         name, prefix, root_path, cut = bucket.name, bucket.prefix, bucket.root_path, len(bucket.prefix)
         for entry in entries:
             path = entry.path
-            relpath = _posix(path[cut:])
+            relpath = posix_relpath(path[cut:])
             # Directories on the way down were checked by prune(), excluded ones included (an excluded
             # directory cannot be a non-directory entry): only the name is left to look at.
             verdict_ = verdict(relpath, dirs_checked=True)
@@ -450,8 +491,3 @@ class Watcher:
     def _scan_error(self, path: str, exc: OSError) -> None:
         self.stats["errors"] += 1
         logger.warning("watcher: cannot scan {}: {}", path, exc)
-
-
-def _posix(relpath: str) -> str:
-    # Linux spells paths with "/" already; keep the key portable all the same.
-    return relpath if os.sep == "/" else relpath.replace(os.sep, "/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import fcntl
 import gzip
 import hashlib
 import io
@@ -11,6 +12,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 import tarfile
 import zipfile
 from datetime import UTC, datetime, timedelta, timezone
@@ -310,6 +313,42 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         open_regular(str(fifo), MAX)
     assert err.value.category == "FileAccess"
     assert "is a FIFO, not a regular file" in str(err.value)
+
+
+def test_a_file_a_writer_holds_locked_is_a_retryable_file_access_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "busy.csv", b"a,b\n")
+    with open(path, "rb+") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another open file description: it conflicts even in-process
+        with pytest.raises(FileAccessError) as err:
+            open_regular(str(path), MAX)
+        assert err.value.code == "ELOCKED" and err.value.retryable and "flock" in str(err.value)
+        fcntl.flock(writer, fcntl.LOCK_UN)
+    fd, _ = open_regular(str(path), MAX)  # released: read as usual
+    os.close(fd)
+
+
+def test_a_posix_write_lock_held_by_another_process_is_seen(tmp_path: Path) -> None:
+    path = write(tmp_path, "busy.db", b"x" * 100)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCKF, str(path)], stdout=subprocess.PIPE, stdin=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        with pytest.raises(FileAccessError) as err:
+            open_regular(str(path), MAX)
+        assert err.value.code == "ELOCKED" and "POSIX" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+_HOLD_LOCKF = """
+import fcntl, sys
+fh = open(sys.argv[1], "rb+")
+fcntl.lockf(fh, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
 
 
 def _pretend_regular(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -84,6 +84,15 @@ class Recorder:
     def relpaths(self) -> set[str]:
         return {s.relpath for s in self.seen}
 
+    @property
+    def pairs(self) -> set[tuple[str, str]]:
+        """(bucket, relpath) of every sighting: for tests with several buckets."""
+        return {(s.bucket, s.relpath) for s in self.seen}
+
+    def until_seen_in(self, bucket: str, *relpaths: str, timeout: float = 10.0) -> None:
+        want = {(bucket, r) for r in relpaths}
+        self.until(lambda: want <= self.pairs, f"sightings of {relpaths} in bucket {bucket!r}", timeout)
+
     def of(self, relpath: str) -> list[Sighting]:
         return [s for s in self.seen if s.relpath == relpath]
 
@@ -569,3 +578,233 @@ def test_versions_the_queue_knows_are_not_emitted_again(tmp_path: Path) -> None:
         assert [s.relpath for s in w.poll()] == ["old.txt"]
     finally:
         w.stop()
+
+
+# -- buckets added and removed at run time ----------------------------------------------------------------
+
+
+def emitters(rec: Recorder) -> int:
+    """How many watches the running observer has (one emitter per bucket root)."""
+    observer = rec.w._observation._observer
+    assert observer is not None
+    return len(observer.emitters)
+
+
+@pytest.mark.timeout(60)
+def test_bucket_added_to_a_running_watcher_is_scanned_and_watched(tmp_path: Path, make: Make) -> None:
+    rec = make(settle_s=5.0)
+    rec.poll()
+    observer = rec.w._observation._observer
+    write(tmp_path / "more" / "sub" / "pre.txt", b"already here", old=True)
+    rec.w.add_bucket("more", tmp_path / "more", ["*"], [])
+    assert rec.w.bucket_names == ["in", "more"]
+    rec.until_seen_in("more", "sub/pre.txt")  # the full scan queued by add_bucket
+    write(tmp_path / "more" / "new.txt")
+    write(tmp_path / "in" / "old_bucket.txt")
+    # Well inside settle_s: both arrive as closed events, so both watches are live.
+    rec.until_seen_in("more", "new.txt", timeout=4.0)
+    rec.until_seen_in("in", "old_bucket.txt", timeout=4.0)
+    assert rec.w._observation._observer is observer, "the observer was restarted"
+    assert emitters(rec) == 2
+    [pre] = [s for s in rec.seen if s.relpath == "sub/pre.txt"]
+    assert pre.root == tmp_path / "more" and pre.path == tmp_path / "more" / "sub" / "pre.txt"
+
+
+@pytest.mark.timeout(60)
+def test_added_bucket_root_is_created_and_its_globs_apply(tmp_path: Path, make: Make) -> None:
+    rec = make()
+    rec.poll()
+    root = tmp_path / "deep" / "new"
+    rec.w.add_bucket("csv", root, ["*.csv"], ["skip_*"])
+    assert root.is_dir()
+    for name in ["a.csv", "skip_b.csv", "c.txt", ".hidden.csv"]:
+        write(root / name)
+    rec.until_seen_in("csv", "a.csv")
+    rec.w.request_rescan()
+    rec.idle()
+    assert {r for b, r in rec.pairs if b == "csv"} == {"a.csv"}
+
+
+@pytest.mark.timeout(60)
+def test_removed_bucket_brings_no_sightings_while_the_others_keep_working(tmp_path: Path, make: Make) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    rec = make([("a", a, ["*"], []), ("b", b, ["*"], [])])
+    rec.poll()
+    write(b / "before.txt")
+    rec.until_seen_in("b", "before.txt")
+    rec.w.remove_bucket("b")
+    assert rec.w.bucket_names == ["a"]
+    assert emitters(rec) == 1
+    write(b / "after.txt")
+    write(b / "sub" / "deeper.txt", old=True)
+    write(a / "still.txt")  # after b's files: by the time it is seen, theirs would have been
+    rec.until_seen_in("a", "still.txt")
+    scans = rec.w.stats["scans"]
+    rec.w.request_rescan()  # a rescan walks the remaining bucket only
+    rec.idle()
+    assert rec.w.stats["scans"] == scans + 1
+    assert {p for p in rec.pairs if p[0] == "b"} == {("b", "before.txt")}
+
+
+@pytest.mark.timeout(60)
+def test_inbox_events_of_a_removed_bucket_are_dropped(tmp_path: Path, make: Make) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    rec = make([("a", a, ["*"], []), ("b", b, ["*"], [])], settle_s=5.0)
+    rec.poll()
+    write(b / "late.txt")
+    late = str(b / "late.txt")
+    # Its close is in the inbox, not yet polled: without the drop it would become a sighting at once.
+    assert poll_until(lambda: ("closed", late, "") in list(rec.w._inbox._events), 10)
+    rec.w.remove_bucket("b")
+    assert rec.poll() == []
+    assert rec.w.settling == 0 and rec.w.stats["events"] >= 1
+
+
+@pytest.mark.timeout(60)
+def test_settling_file_of_a_removed_bucket_is_dropped(tmp_path: Path, make: Make) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    rec = make([("a", a, ["*"], []), ("b", b, ["*"], [])], settle_s=0.3)
+    rec.poll()
+    b.mkdir(exist_ok=True)
+    fd = os.open(b / "open.log", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"abc")
+        rec.until(lambda: rec.w.settling == 1, "open.log to start settling")
+        rec.w.remove_bucket("b")
+        rec.until(lambda: rec.w.settling == 0, "the removed bucket's settling file to be dropped")
+        rec.w.request_rescan()
+        rec.idle()
+        assert not rec.of("open.log")
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_adding_or_removing_the_wrong_bucket_raises_and_changes_nothing(tmp_path: Path, make: Make) -> None:
+    rec = make()
+    rec.poll()
+    with pytest.raises(ValueError, match="bucket 'in' already exists"):
+        rec.w.add_bucket("in", tmp_path / "other", ["*"], [])
+    with pytest.raises(ValueError, match="already the root of bucket 'in'"):
+        rec.w.add_bucket("again", tmp_path / "x" / ".." / "in", ["*"], [])
+    with pytest.raises(ValueError, match="no bucket named 'nope'"):
+        rec.w.remove_bucket("nope")
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(OSError):
+        rec.w.add_bucket("file", tmp_path / "a_file", ["*"], [])
+    assert rec.w.bucket_names == ["in"]
+    assert emitters(rec) == 1
+    write(tmp_path / "in" / "ok.txt")
+    rec.until_seen("ok.txt")
+
+
+@pytest.mark.timeout(60)
+def test_bucket_added_removed_and_added_again(tmp_path: Path, make: Make) -> None:
+    rec = make(settle_s=5.0)
+    rec.poll()
+    more = tmp_path / "more"
+    rec.w.add_bucket("more", more, ["*"], [])
+    rec.poll()
+    write(more / "one.txt")
+    rec.until_seen_in("more", "one.txt", timeout=4.0)
+    rec.w.remove_bucket("more")
+    rec.w.add_bucket("more", more, ["*.txt"], [])
+    assert rec.w.bucket_names == ["in", "more"] and emitters(rec) == 2
+    write(more / "two.txt")
+    rec.until_seen_in("more", "two.txt", timeout=4.0)  # a closed event: the new watch is live
+    rec.idle()
+    assert len([s for s in rec.seen if s.relpath == "one.txt"]) == 2  # found again by the new bucket's scan
+
+
+@pytest.mark.timeout(60)
+def test_buckets_added_and_removed_before_start(tmp_path: Path, make: Make) -> None:
+    rec = make(start=False)
+    rec.w.add_bucket("more", tmp_path / "more", ["*"], [])
+    rec.w.remove_bucket("in")
+    assert rec.w.bucket_names == ["more"]
+    assert not (tmp_path / "more").exists()  # only registered: start() creates it
+    rec.w.start()
+    assert emitters(rec) == 1
+    write(tmp_path / "more" / "m.txt")
+    write(tmp_path / "in" / "gone.txt")
+    rec.until_seen_in("more", "m.txt")
+    rec.idle()
+    assert rec.pairs == {("more", "m.txt")}
+
+
+@pytest.mark.timeout(60)
+def test_polling_observer_watches_an_added_bucket(tmp_path: Path, make: Make) -> None:
+    rec = make(polling=True)
+    rec.poll()
+    write(tmp_path / "nfs" / "pre.txt", old=True)
+    rec.w.add_bucket("nfs", tmp_path / "nfs", ["*"], [])
+    rec.until_seen_in("nfs", "pre.txt")
+    write(tmp_path / "nfs" / "later.txt", b"remote")
+    rec.until_seen_in("nfs", "later.txt", timeout=15.0)
+    rec.w.remove_bucket("nfs")
+    write(tmp_path / "nfs" / "removed.txt")
+    write(tmp_path / "in" / "in.txt")
+    rec.until_seen_in("in", "in.txt", timeout=15.0)
+    rec.w.request_rescan()
+    rec.idle()
+    assert ("nfs", "removed.txt") not in rec.pairs
+
+
+@pytest.mark.timeout(60)
+def test_nested_bucket_added_then_removed_takes_its_directory_and_gives_it_back(
+    tmp_path: Path, make: Make
+) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    write(inner / "pre.txt", old=True)
+    rec = make([("outer", outer, ["*"], [])])
+    rec.until_seen_in("outer", "inner/pre.txt")
+    rec.w.add_bucket("inner", inner, ["*"], [])
+    rec.until_seen_in("inner", "pre.txt")
+    write(inner / "i.txt")
+    write(outer / "o.txt")
+    rec.until_seen_in("inner", "i.txt")
+    rec.until_seen_in("outer", "o.txt")
+    rec.w.request_rescan()
+    rec.idle()
+    assert ("outer", "inner/i.txt") not in rec.pairs
+    count = len(rec.seen)
+    rec.w.remove_bucket("inner")  # the outer bucket owns the directory again and scans it
+    rec.until_seen_in("outer", "inner/i.txt")
+    write(inner / "back.txt")
+    rec.until_seen_in("outer", "inner/back.txt")
+    rec.idle()
+    assert all(s.bucket == "outer" for s in rec.seen[count:])
+
+
+@pytest.mark.timeout(60)
+def test_settling_file_goes_to_a_bucket_added_inside_its_own(tmp_path: Path, make: Make) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    inner.mkdir(parents=True)
+    rec = make([("outer", outer, ["*"], [])], settle_s=0.3)
+    rec.poll()
+    fd = os.open(inner / "open.log", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"abc")
+        rec.until(lambda: rec.w.settling == 1, "open.log to start settling under the outer bucket")
+        rec.w.add_bucket("inner", inner, ["*"], [])
+        rec.until_seen_in("inner", "open.log")
+        rec.idle()
+        assert ("outer", "inner/open.log") not in rec.pairs
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.timeout(60)
+def test_nested_bucket_removed_and_added_back_before_a_poll_keeps_its_files(
+    tmp_path: Path, make: Make
+) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "outer" / "inner"
+    write(inner / "sub" / "pre.txt", old=True)
+    rec = make([("outer", outer, ["*"], []), ("inner", inner, ["*"], [])])
+    rec.until_seen_in("inner", "sub/pre.txt")
+    rec.idle()
+    rec.w.remove_bucket("inner")  # queues the outer bucket's walk of inner/ ...
+    rec.w.add_bucket("inner", inner, ["*"], [])  # ... which must not run now that inner/ is a bucket again
+    rec.idle()  # (no request_rescan(): the outer bucket's full scan would replace that walk anyway)
+    assert {p for p in rec.pairs if p[0] == "outer"} == set()
+    assert len(rec.of("sub/pre.txt")) == 2  # found again by the re-added bucket's own scan

@@ -12,11 +12,17 @@ or gone. The checks run in two rounds:
    change under us without affecting what we read.
 
 O_NOFOLLOW guards only the last path component; directories above it belong to the bucket's owner.
+
+A file some program still holds an exclusive lock on (`flock` or a POSIX write lock: what writers that lock
+while they write use) is not read half-written: that is a retryable FileAccess (`ELOCKED`), so the
+coordinator tries it again with backoff until the writer lets go or the attempts run out. Testing for a lock
+takes a shared one for a moment, and never waits.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 
@@ -57,6 +63,7 @@ def open_regular(path: str, max_bytes: int, expect: Version | None = None) -> tu
                 f"{path} changed since it was seen; the newer version is processed as its own job",
                 code="ECHANGED",
             )
+        _check_unlocked(path, fd)
     except BaseException:
         os.close(fd)
         raise
@@ -71,6 +78,31 @@ def _check(path: str, st: os.stat_result, max_bytes: int) -> None:
         raise FileAccessError(f"{path} is {_kind(mode)}, not a regular file", code="ENOTREG")
     if st.st_size > max_bytes:
         raise FileTooLargeError(path, st.st_size, max_bytes)
+
+
+def _check_unlocked(path: str, fd: int) -> None:
+    """Raise a retryable FileAccessError if a writer holds an exclusive lock on the file."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _locked(path, "flock") from None
+    except OSError:
+        pass  # a filesystem without flock: nothing to learn
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # fcntl(2) record locks (F_SETLK, F_RDLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            raise _locked(path, "a POSIX write lock") from None
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
+def _locked(path: str, how: str) -> FileAccessError:
+    return FileAccessError(
+        f"{path} is locked by a writer ({how}); retried later", code="ELOCKED", retryable=True
+    )
 
 
 def _kind(mode: int) -> str:
