@@ -93,6 +93,11 @@ class RestartPolicy:
         """Whether the slot is on its trial start after a cool-down."""
         return self._on_trial
 
+    def update(self, other: RestartPolicy) -> None:
+        """Take `other`'s settings (a reloaded config), keeping this slot's history."""
+        for name in ("initial", "cap", "stable_after", "max_restarts", "window", "cooldown", "cooldown_cap"):
+            setattr(self, name, getattr(other, name))
+
     def reset(self) -> None:
         """Forget history (an operator restarted the slot by hand)."""
         self._attempt = 0

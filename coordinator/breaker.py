@@ -81,6 +81,12 @@ class CircuitBreaker:
         self._pending: list[Transition] = []
         self.transitions: Counter[str] = Counter()
 
+    def set_policy(self, policy: BreakerPolicy) -> None:
+        """New thresholds from a reloaded config; the outcomes seen so far are kept (the newest ones, when
+        the window shrank)."""
+        self.policy = policy
+        self._window = deque(self._window, maxlen=policy.window)
+
     @property
     def state(self) -> BreakerState:
         """Read-only, so that every change goes through `_move` and is recorded."""

@@ -63,6 +63,7 @@ class Slot:
     removing: bool = False  # scaled away: the slot goes once its process has exited
     recycles: int = 0
     fleet_probe: bool = False  # the job it holds is the fleet guard's probe
+    config_generation: int = 0  # the supervisor's config generation this process was configured with
     charged: bool = False  # its breaker already counted this process's failure (it exits after a Timeout)
 
     @property
@@ -112,6 +113,7 @@ class Slot:
         self.kill = None
         self.plan = None
         self.proc_jobs = spare.proc_jobs
+        self.config_generation = spare.config_generation
         self.charged = False
         self.silence.reset()
         self.state = SlotState.READY

@@ -12,9 +12,16 @@ Death and hangs (ARCHITECTURE section 3):
 A killed worker gets SIGTERM to its process group, then SIGKILL after `kill_grace_s`.
 The job a dead worker held goes back to the queue; after `quarantine_after` deaths it is quarantined.
 
-Past our usual ~400 lines on purpose: this is the one place where slot states change, and reading the
-transitions in one file beats chasing them through several. Pure pieces live elsewhere: restart policy in
-`backoff`, the hung-or-busy verdict in `silence`, job endings in `outcomes`.
+Jobs out: only READY, idle workers whose circuit breaker is closed (or half-open, awaiting its one probe)
+are candidates, none while an operator has drained dispatch, and a single probe while the fleet guard has
+paused it; the balancer strategy picks among them. Every job's end is a verdict for the slot's breaker:
+crashes, hangs, timeouts and protocol errors count against it, a bad file never does.
+
+The supervisor is three classes in three files: this one (frames in, time passing, jobs out, breaker
+bookkeeping), `replacing.Replacing` (deaths, planned exits, spares) and `operations.Operations` (what
+`ob-ctl` asks for). Still past our usual ~400 lines: frames, ticks and dispatch share the slot states and
+read best together. Pure pieces live elsewhere: `backoff`, `breaker`, `fleet`, `balancer` (policies over
+(events, now)), `silence` (hung or busy), `outcomes` (job endings), `policies` (config to policy objects).
 """
 
 from __future__ import annotations
@@ -25,36 +32,31 @@ from collections.abc import Callable
 import psutil
 from loguru import logger
 
-from coordinator.backoff import RestartPolicy
 from coordinator.balancer import make_strategy
-from coordinator.breaker import BreakerPolicy, CircuitBreaker
+from coordinator.breaker import CircuitBreaker
 from coordinator.config import Config
-from coordinator.deaths import classify_death
-from coordinator.fleet import FleetGuard, FleetPolicy
-from coordinator.jails import Aftermath, Jails
+from coordinator.fleet import FleetGuard
+from coordinator.jails import Jails
 from coordinator.jobs import Job
+from coordinator.operations import Operations
 from coordinator.outcomes import Outcomes
+from coordinator.policies import breaker_policy, config_message, fleet_policy, job_deadline, restart_policy
 from coordinator.queue import JobQueue
+from coordinator.replacing import PLANNED_EXIT_S, Replacing
 from coordinator.slots import Kill, Slot
-from coordinator.spawn import Spawner, describe_exit, signal_group
+from coordinator.spawn import Spawner, signal_group
 from coordinator.states import RUNNING_STATES, BreakerState, SlotState
 from protocol.codec import DecodeError, VersionMismatch, decode
 from protocol.messages import (
     Body,
     Error,
     Execute,
-    GrepRule,
     Heartbeat,
-    Limits,
     Pong,
     Ready,
     Result,
     Shutdown,
-    SkillRule,
     Status,
-)
-from protocol.messages import (
-    Config as ConfigMessage,
 )
 
 Send = Callable[[bytes, Body], bool]
@@ -65,14 +67,9 @@ _WORKER_EXITS_AFTER = frozenset({"Timeout"})
 #: Answers that are the worker's or the deployment's fault, not the file's: they count against the slot's
 #: circuit breaker. Everything else (FileContent, FileAccess, PatternMatching, ...) shows the worker works.
 INFRASTRUCTURE_ERRORS = frozenset({"Timeout", "WorkerCrash", "Protocol"})
-#: sysexits.h EX_CONFIG: a worker that exits with it cannot run as configured, so restarting it at once
-#: would only loop; the slot goes straight to `failed` (and gets its trial start after the cool-down).
-EX_CONFIG = 78
-#: A worker asked to exit (recycle, restart, scale down) is killed if it is still there after this long.
-PLANNED_EXIT_S = 10.0
 
 
-class Supervisor:
+class Supervisor(Operations, Replacing):
     """Worker slots and the rules that keep them filled."""
 
     def __init__(
@@ -103,7 +100,7 @@ class Supervisor:
         self.stopping = False
         self.paused: str | None = None  # why dispatch is paused by an operator (`ob-ctl drain`)
         self.balancer = make_strategy(config.balancer.strategy, config.balancer.weights)
-        self.fleet = FleetGuard(_fleet_policy(config))
+        self.fleet = FleetGuard(fleet_policy(config))
         self._recycling: Slot | None = None  # automatic recycling replaces one slot at a time
         self.stats = {
             "bad_frames": 0,
@@ -116,21 +113,12 @@ class Supervisor:
             "restarts": 0,
         }
         self._next_beat = 0.0
-        self._config_msg = ConfigMessage(
-            heartbeat_interval_s=self.sup.heartbeat_interval_s,
-            liveness=self.sup.liveness,
-            limits=Limits(
-                max_input_bytes=config.jobs.max_input_bytes, preview_lines=config.jobs.preview_lines
-            ),
-            pipeline=config.jobs.pipeline,
-            skills=[SkillRule(**r.model_dump()) for r in config.skills],
-            skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
-            grep=[GrepRule(**g.model_dump()) for g in config.grep],
-        )
+        self._config_msg = config_message(config)
+        self.config_generation = 0  # bumped when a reload changes what workers are told in CONFIG
 
     def _new_slot(self, index: int, *, spare: bool = False) -> Slot:
         return Slot(
-            index, _restart_policy(self.config), CircuitBreaker(_breaker_policy(self.config)), spare=spare
+            index, restart_policy(self.config), CircuitBreaker(breaker_policy(self.config)), spare=spare
         )
 
     @property
@@ -243,6 +231,7 @@ class Supervisor:
             return
         if not self.send(slot.identity, self._config_msg):
             return
+        slot.config_generation = self.config_generation
         slot.state = SlotState.READY
         if self._recycling is slot:
             self._recycling = None  # its replacement is up: the next slot may be recycled
@@ -343,77 +332,6 @@ class Supervisor:
         self.fleet.restarted(now)
         self._fleet_news()
 
-    # -- planned exits: recycling, operator restarts, scaling down ---------------------------------------
-
-    def _maybe_retire(self, slot: Slot, now: float) -> None:
-        """`slot` has just become idle: let it go if it is draining or due for recycling."""
-        if slot.plan is not None:
-            self._retire(slot, now, slot.plan)
-            return
-        if self.stopping or (self._recycling is not None and self._recycling is not slot):
-            return  # never two slots at once: the fleet keeps its strength while one is swapped
-        reason = self._recycle_reason(slot)
-        if reason is not None:
-            self._recycling = slot
-            slot.recycles += 1
-            self.stats["recycles"] += 1
-            self._retire(slot, now, f"recycled: {reason}")
-
-    def _recycle_reason(self, slot: Slot) -> str | None:
-        sup = self.sup
-        if sup.max_jobs_per_worker and slot.proc_jobs >= sup.max_jobs_per_worker:
-            return f"{slot.proc_jobs} jobs done (max_jobs_per_worker = {sup.max_jobs_per_worker})"
-        rss = slot.rss_bytes
-        if sup.max_rss_mb and rss is not None and rss > sup.max_rss_mb * _MIB:
-            return f"RSS {rss / _MIB:.0f} MiB over max_rss_mb = {sup.max_rss_mb}"
-        return None
-
-    def _retire(self, slot: Slot, now: float, reason: str, *, ask: bool = True) -> None:
-        """Let an idle worker go on purpose: SHUTDOWN now (unless it is leaving by itself), a kill if it is
-        still there after PLANNED_EXIT_S. Its exit refills the slot at once, uncharged."""
-        slot.plan = reason
-        slot.state = SlotState.STOPPING
-        slot.plan_deadline = now + PLANNED_EXIT_S
-        if ask:
-            self.send(slot.identity, Shutdown(reason=reason))
-        logger.info("slot {}: worker {} leaves ({}); a fresh one follows", slot.index, slot.name, reason)
-
-    def _drain(self, slot: Slot, now: float, reason: str) -> None:
-        """Retire the slot's worker once it has finished what it holds."""
-        if slot.plan is not None and slot.state is SlotState.STOPPING:
-            return  # already on its way out
-        slot.plan = reason
-        if slot.state is SlotState.READY and slot.job is None:
-            self._retire(slot, now, reason)
-        # busy: `_maybe_retire` retires it after its job; starting: `_on_ready` does
-
-    def _refill(self, slot: Slot, now: float) -> None:
-        """A slot whose worker left on purpose gets a new one now: a ready spare, else a fresh start."""
-        slot.plan = None
-        spare = None if slot.spare else self._ready_spare()
-        if spare is None:
-            self._start(slot, now)
-            return
-        self._take_spare(slot, spare, now, refill_at=now)
-        if self._recycling is slot:
-            self._recycling = None
-
-    def _take_spare(self, slot: Slot, spare: Slot, now: float, *, refill_at: float) -> None:
-        slot.adopt(spare)
-        self._by_identity[slot.identity] = slot
-        spare.state, spare.retry_at = SlotState.BACKOFF, refill_at
-        spare.refill = True  # its next start replaces what it gave away; it did not crash
-        logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
-
-    def _remove(self, slot: Slot) -> None:
-        """A scaled-away slot whose process is gone."""
-        if slot in self.slots:
-            self.slots.remove(slot)
-        self.balancer.forget(slot.index)
-        if self._recycling is slot:
-            self._recycling = None
-        logger.info("slot {}: removed (scaled down)", slot.index)
-
     # -- time passes -------------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
@@ -446,8 +364,12 @@ class Supervisor:
             if slot.state in (SlotState.READY, SlotState.BUSY):
                 self.send(slot.identity, beat)
             slot.sample()
-            if slot.state is SlotState.READY and slot.job is None and not slot.spare:
+            if slot.state is not SlotState.READY or slot.job is not None:
+                continue
+            if not slot.spare:
                 self._maybe_retire(slot, now)  # an idle worker that grew past max_rss_mb
+            elif slot.config_generation < self.config_generation and not self.stopping:
+                self._retire(slot, now, "the configuration was reloaded")  # idle: no need to take turns
 
     def _watch(self, slot: Slot, now: float) -> None:
         if slot.kill is not None:
@@ -487,92 +409,6 @@ class Supervisor:
             return None  # it is exiting; the pidfd will say so
         busy = slot.state is SlotState.BUSY
         return slot.silence.judge(status=status, cpu=cpu, busy=busy, now=now, limit=self.silence_limit)
-
-    def _on_exit(self, slot: Slot, now: float) -> None:
-        assert slot.proc is not None
-        returncode = slot.proc.returncode
-        code, text = describe_exit(returncode)
-        aftermath = self.jails.exited(slot.proc.pid) if self.jails is not None else Aftermath()
-        uptime = now - slot.started_at
-        cause = slot.kill
-        # Left on purpose: asked to (or leaving by itself after saying so), holding no job, not killed for
-        # anything but overstaying its SHUTDOWN.
-        planned = (
-            slot.plan is not None and slot.job is None and (cause is None or cause.category == "planned")
-        )
-        slot.last_exit = code
-        expected = (self.stopping and cause is None) or planned
-        log = logger.info if expected or (self.stopping and code in ("exit 0", "SIGTERM")) else logger.warning
-        log("slot {}: worker {} (pid {}) {} after {:.1f}s", slot.index, slot.name, slot.pid, text, uptime)
-        self._by_identity.pop(slot.identity, None)
-        charged = slot.charged
-        slot.detach()
-        job = slot.job
-        if job is not None and self.stopping:
-            slot.job = None
-            slot.breaker.released()
-            if slot.fleet_probe:
-                slot.fleet_probe = False
-                self.fleet.released()
-            self.outcomes.interrupted(job)
-        elif job is not None:
-            slot.job = None
-            slot.jobs_failed += 1
-            death = classify_death(returncode, aftermath, (cause.category, cause.reason) if cause else None)
-            self._verdict(slot, now, f"{death.category}: {death.reason}")
-            self.outcomes.worker_died(job, death.category, death.reason, death.code)
-        elif not planned and not self.stopping and not charged and not slot.spare:
-            self._verdict(slot, now, f"worker {text}" + (f": {cause.reason}" if cause else ""))
-        if self.stopping:
-            slot.state = SlotState.STOPPED
-            return
-        if slot.removing:
-            slot.state = SlotState.STOPPED
-            self._remove(slot)
-        elif planned:
-            self._refill(slot, now)
-        else:
-            slot.plan = None
-            self._after_death(slot, now, uptime, returncode)
-
-    def _after_death(self, slot: Slot, now: float, uptime: float, returncode: int | None = None) -> None:
-        if self._recycling is slot:
-            self._recycling = None
-        if returncode == EX_CONFIG:
-            self._fail(slot, now, f"its worker exited with {EX_CONFIG} (EX_CONFIG): it cannot run here")
-            return
-        on_trial = slot.policy.on_trial
-        delay = slot.policy.record_death(now, uptime)
-        if delay is None:
-            why = f"more than {self.sup.max_restarts} restarts in {self.sup.restart_window_s:g}s"
-            self._fail(slot, now, "its trial start failed" if on_trial else why)
-            return
-        spare = None if slot.spare else self._ready_spare()
-        if spare is not None:
-            # A warm spare fills the slot at once; the spare itself is refilled after the backoff delay,
-            # so a crash loop is still throttled.
-            self._restarted(slot, now)
-            self._take_spare(slot, spare, now, refill_at=now + delay)
-            return
-        slot.state = SlotState.BACKOFF
-        slot.retry_at = now + delay
-        logger.info("slot {}: restarting in {:.2f}s", slot.index, delay)
-
-    def _fail(self, slot: Slot, now: float, why: str) -> None:
-        """`failed`, but never for good: one trial start after a cool-down that doubles each time."""
-        cooldown = slot.policy.cooldown_delay()
-        slot.state = SlotState.FAILED
-        slot.retry_at = now + cooldown
-        logger.error(
-            "slot {}: FAILED: {}; one trial start in {:g}s (ob-ctl restart-worker {} starts it now)",
-            slot.index,
-            why,
-            cooldown,
-            slot.index,
-        )
-
-    def _ready_spare(self) -> Slot | None:
-        return next((s for s in self.spares if s.state is SlotState.READY and s.kill is None), None)
 
     # -- jobs out ----------------------------------------------------------------------------------------
 
@@ -642,90 +478,6 @@ class Supervisor:
         slot.state = SlotState.BUSY
         return True
 
-    # -- operator actions (ob-ctl) ------------------------------------------------------------------------
-
-    def find(self, index: int) -> Slot:
-        """The working slot numbered `index`; KeyError names the slots there are."""
-        for slot in self.slots:
-            if slot.index == index:
-                return slot
-        raise KeyError(f"no worker slot {index} (slots: {', '.join(str(s.index) for s in self.slots)})")
-
-    def scale(self, n: int, now: float) -> dict[str, list[int]]:
-        """Run `n` working slots: new ones start (a ready spare first), surplus ones finish their job and go.
-        Idle and not-running slots are let go before busy ones, newer before older. No job is lost: a
-        draining worker finishes what it holds."""
-        if self.stopping:
-            raise RuntimeError("the coordinator is stopping")
-        active = [s for s in self.slots if not s.removing]
-        added: list[int] = []
-        removed: list[int] = []
-        for slot in self.slots:  # take back slots still finishing their last job before adding new ones
-            if len(active) >= n:
-                break
-            if slot.removing and slot.state is SlotState.BUSY:
-                slot.removing, slot.plan = False, None
-                active.append(slot)
-                added.append(slot.index)
-        while len(active) < n:
-            slot = self._new_slot(self._next_index)
-            self._next_index += 1
-            self.slots.append(slot)
-            active.append(slot)
-            added.append(slot.index)
-            spare = self._ready_spare()
-            if spare is not None:
-                self._take_spare(slot, spare, now, refill_at=now)
-            else:
-                self._start(slot, now)
-        surplus = len(active) - n
-        if surplus > 0:
-            order = sorted(active, key=lambda s: (s.proc is not None, s.job is not None, -s.index))
-            for slot in order[:surplus]:
-                slot.removing = True
-                removed.append(slot.index)
-                if slot.proc is None:
-                    slot.state = SlotState.STOPPED
-                    self._remove(slot)
-                else:
-                    self._drain(slot, now, "scaled down")
-        logger.info("scale to {} workers: added slots {}, removing slots {}", n, added, removed)
-        return {"added": added, "removing": removed}
-
-    def restart_slot(self, index: int, now: float) -> str:
-        """Restart one slot's worker gracefully (finish its job, then swap); a failed or restarting slot
-        starts at once with its restart history forgotten."""
-        if self.stopping:
-            raise RuntimeError("the coordinator is stopping")
-        slot = self.find(index)
-        slot.policy.reset()
-        if slot.proc is None:
-            slot.refill = False
-            self._refill(slot, now)
-            return "starting"
-        self._drain(slot, now, "restarted by an operator")
-        return "restarting" if slot.state is SlotState.STOPPING else "draining"
-
-    def drain(self, reason: str = "drained by an operator") -> None:
-        """Give no worker a new job until `resume` (workers finish what they hold; files keep queueing)."""
-        self.paused = reason
-        logger.warning("dispatch paused: {}", reason)
-
-    def resume(self, now: float) -> None:
-        """Take jobs again: undoes `drain`, and lifts a fleet-guard pause without waiting for its probe."""
-        if self.paused is not None:
-            logger.info("dispatch resumed")
-        self.paused = None
-        if self.fleet.paused:
-            self.fleet.resume(now)
-            self._fleet_news()
-
-    def reset_breaker(self, index: int, now: float) -> None:
-        """Close one slot's breaker by hand."""
-        slot = self.find(index)
-        slot.breaker.reset(now)
-        self._breaker_news(slot, now)
-
     # -- stopping ----------------------------------------------------------------------------------------
 
     def begin_stop(self) -> None:
@@ -765,33 +517,3 @@ class Supervisor:
         for slot in self.slots:
             out[slot.state.value] += 1
         return out
-
-
-_MIB = 1024 * 1024
-
-
-def job_deadline(config: Config, size: int | None) -> float:
-    """A job's deadline: the base, plus the per-MiB allowance for its input's size."""
-    jobs = config.jobs
-    return jobs.deadline_s + jobs.deadline_per_mb_s * (size or 0) / (1024 * 1024)
-
-
-def _restart_policy(config: Config) -> RestartPolicy:
-    s = config.supervisor
-    return RestartPolicy(
-        initial=s.backoff_initial_s,
-        cap=s.backoff_max_s,
-        stable_after=s.stable_uptime_s,
-        max_restarts=s.max_restarts,
-        window=s.restart_window_s,
-        cooldown=s.failed_cooldown_s,
-        cooldown_cap=s.failed_cooldown_max_s,
-    )
-
-
-def _breaker_policy(config: Config) -> BreakerPolicy:
-    return BreakerPolicy(**config.breaker.model_dump())  # the same fields, by design
-
-
-def _fleet_policy(config: Config) -> FleetPolicy:
-    return FleetPolicy(**config.fleet.model_dump())

@@ -9,6 +9,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+from coordinator.config import GrepRuleConfig
 from coordinator.states import BreakerState, SlotState
 from protocol.messages import Error, Heartbeat, Ready, Result, Shutdown
 from tests.unit.test_supervisor import Rig, facts
@@ -303,3 +304,17 @@ def test_the_error_record_says_what_was_tried(tmp_path: Path) -> None:
     (record,) = rig.records.directory.glob("ERROR-*.json")
     recovery = json.loads(record.read_text())["recovery"]
     assert recovery["attempted"] and recovery["attempts"] == 2 and "gave up" in recovery["reason"]
+
+
+def test_a_reload_recycles_workers_in_turn_and_applies_policies_and_counts(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=2, **{"breaker.failure_threshold": 5})
+    new = rig.config.model_copy(deep=True)
+    new.breaker.failure_threshold = 1
+    new.service.workers = 3
+    new.grep = [GrepRuleConfig(name="todo", regex="TODO")]  # what workers are told changes
+    changes = rig.sup.reconfigure(new, rig.now)
+    assert any("recycling" in c for c in changes) and any("workers 3" in c for c in changes)
+    assert len(rig.sup.slots) == 3 and rig.sup.find(0).breaker.policy.failure_threshold == 1
+    wait(rig, 1.0)  # the heartbeat looks at idle workers: one of the old two leaves, not both
+    leaving = [s for s in rig.sup.slots[:2] if s.state is SlotState.STOPPING]
+    assert len(leaving) == 1 and leaving[0].plan == "recycled: the configuration was reloaded"
