@@ -112,11 +112,11 @@ class RunningService:
 
     # -- asking it ----------------------------------------------------------------------------------------
 
-    def ctl(self, command: str) -> Any:
+    def ctl(self, command: str, args: dict[str, Any] | None = None) -> Any:
         """One control request, in-process (the CLI is tested separately)."""
         from coordinator.ctl import request
 
-        return request(self.state, command, timeout_s=5)
+        return request(self.state, command, args, timeout_s=5)
 
     def workers(self) -> list[dict[str, Any]]:
         return list(self.ctl("workers"))
