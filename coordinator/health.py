@@ -41,13 +41,12 @@ class Health:
             reasons.append(f"circuit breaker open on slot(s) {', '.join(map(str, opened))}")
         if fleet_paused is not None:
             reasons.append(f"dispatch paused by the fleet guard: {fleet_paused}")
-            return "unhealthy", reasons
         failed = sum(s is SlotState.FAILED for s in states)
         backoff = sum(s is SlotState.BACKOFF for s in states)
         if failed:
             reasons.append(f"{failed} worker slot(s) failed")
         if backoff:
             reasons.append(f"{backoff} worker slot(s) restarting")
-        if states and failed == len(states):
+        if fleet_paused is not None or (states and failed == len(states)):
             return "unhealthy", reasons
         return ("degraded" if reasons else "healthy"), reasons

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from protocol.messages import Config as ConfigMessage
 
 
+_SCALED_DOWN = "scaled down"
+
+
 class Operations:
     """The operator's actions on the slots (see the module docstring)."""
 
@@ -50,16 +53,17 @@ class Operations:
         def _take_spare(self, slot: Slot, spare: Slot, now: float, *, refill_at: float) -> None: ...
         def _drain(self, slot: Slot, now: float, reason: str) -> None: ...
         def _refill(self, slot: Slot, now: float) -> None: ...
-        def _remove(self, slot: Slot) -> None: ...
+        def _remove(self, slot: Slot, now: float) -> None: ...
         def _breaker_news(self, slot: Slot, now: float) -> None: ...
         def _fleet_news(self) -> None: ...
 
     def find(self, index: int) -> Slot:
-        """The working slot numbered `index`; KeyError names the slots there are."""
-        for slot in self.slots:
+        """The slot (or warm spare) numbered `index`; KeyError names the slots there are."""
+        for slot in self.all_slots:
             if slot.index == index:
                 return slot
-        raise KeyError(f"no worker slot {index} (slots: {', '.join(str(s.index) for s in self.slots)})")
+        there = ", ".join(str(s.index) for s in self.all_slots)
+        raise KeyError(f"no worker slot {index} (slots: {there})")
 
     def scale(self, n: int, now: float) -> dict[str, list[int]]:
         """Run `n` working slots: new ones start (a ready spare first), surplus ones finish their job and go.
@@ -73,8 +77,10 @@ class Operations:
         for slot in self.slots:  # take back slots still finishing their last job before adding new ones
             if len(active) >= n:
                 break
-            if slot.removing and slot.state is SlotState.BUSY:
-                slot.removing, slot.plan = False, None
+            if slot.removing and slot.state in (SlotState.BUSY, SlotState.STARTING):
+                slot.removing = False
+                if slot.plan == _SCALED_DOWN:  # (an operator's pending restart stays pending)
+                    slot.plan = None
                 active.append(slot)
                 added.append(slot.index)
         while len(active) < n:
@@ -96,9 +102,9 @@ class Operations:
                 removed.append(slot.index)
                 if slot.proc is None:
                     slot.state = SlotState.STOPPED
-                    self._remove(slot)
+                    self._remove(slot, now)
                 else:
-                    self._drain(slot, now, "scaled down")
+                    self._drain(slot, now, _SCALED_DOWN)
         logger.info("scale to {} workers: added slots {}, removing slots {}", n, added, removed)
         return {"added": added, "removing": removed}
 
@@ -108,6 +114,8 @@ class Operations:
         if self.stopping:
             raise RuntimeError("the coordinator is stopping")
         slot = self.find(index)
+        if slot.removing:
+            raise RuntimeError(f"slot {index} is being removed (scaled down); it is not restarted")
         slot.policy.reset()
         if slot.proc is None:
             slot.refill = False
@@ -174,6 +182,6 @@ class Operations:
         for spare in sorted(keep, key=lambda s: s.proc is not None)[: max(0, len(keep) - n)]:
             spare.removing = True
             if spare.proc is None:
-                self._remove(spare)
+                self._remove(spare, now)
             else:
                 self._drain(spare, now, "fewer spares")

@@ -22,7 +22,7 @@ from coordinator.deaths import classify_death
 from coordinator.jails import Aftermath
 from coordinator.slots import Slot
 from coordinator.spawn import describe_exit
-from coordinator.states import SlotState
+from coordinator.states import BreakerState, SlotState
 from protocol.messages import Shutdown
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class Replacing:
     config_generation: int
     send: Callable[[bytes, Body], bool]
     _recycling: Slot | None
+    _rss_warned: bool
     _by_identity: dict[bytes, Slot]
 
     if TYPE_CHECKING:
@@ -77,7 +78,10 @@ class Replacing:
         # Left on purpose: asked to (or leaving by itself after saying so), holding no job, not killed for
         # anything but overstaying its SHUTDOWN.
         planned = (
-            slot.plan is not None and slot.job is None and (cause is None or cause.category == "planned")
+            slot.plan is not None
+            and slot.state is SlotState.STOPPING  # a crash while still starting is a crash
+            and slot.job is None
+            and (cause is None or cause.category == "planned")
         )
         slot.last_exit = code
         expected = (self.stopping and cause is None) or planned
@@ -107,7 +111,7 @@ class Replacing:
             return
         if slot.removing:
             slot.state = SlotState.STOPPED
-            self._remove(slot)
+            self._remove(slot, now)
         elif planned:
             self._refill(slot, now)
         else:
@@ -151,7 +155,18 @@ class Replacing:
         )
 
     def _ready_spare(self) -> Slot | None:
-        return next((s for s in self.spares if s.state is SlotState.READY and s.kill is None), None)
+        # (poll: a spare that died in the same tick as the slot it would fill is not taken)
+        return next(
+            (
+                s
+                for s in self.spares
+                if s.state is SlotState.READY
+                and s.kill is None
+                and s.proc is not None
+                and s.proc.poll() is None
+            ),
+            None,
+        )
 
     # -- planned exits: recycling, operator restarts, scaling down ---------------------------------------
 
@@ -177,6 +192,17 @@ class Replacing:
             return f"{slot.proc_jobs} jobs done (max_jobs_per_worker = {sup.max_jobs_per_worker})"
         rss = slot.rss_bytes
         if sup.max_rss_mb and rss is not None and rss > sup.max_rss_mb * _MIB:
+            if slot.proc_jobs == 0:
+                # Born over the limit: recycling it would only start another like it, forever.
+                if not self._rss_warned:
+                    self._rss_warned = True
+                    logger.warning(
+                        "max_rss_mb = {} is below a fresh worker's RSS ({:.0f} MiB); it only recycles "
+                        "workers that have done a job",
+                        sup.max_rss_mb,
+                        rss / _MIB,
+                    )
+                return None
             return f"RSS {rss / _MIB:.0f} MiB over max_rss_mb = {sup.max_rss_mb}"
         return None
 
@@ -197,6 +223,8 @@ class Replacing:
         slot.plan = reason
         if slot.state is SlotState.READY and slot.job is None:
             self._retire(slot, now, reason)
+        elif slot.state is SlotState.STOPPING:
+            slot.plan_deadline = now + PLANNED_EXIT_S  # leaving by itself (after a Timeout): give it time
         # busy: `_maybe_retire` retires it after its job; starting: `_on_ready` does
 
     def _refill(self, slot: Slot, now: float) -> None:
@@ -217,12 +245,14 @@ class Replacing:
         spare.refill = True  # its next start replaces what it gave away; it did not crash
         logger.info("slot {}: spare worker {} (pid {}) took over", slot.index, slot.name, slot.pid)
 
-    def _remove(self, slot: Slot) -> None:
+    def _remove(self, slot: Slot, now: float) -> None:
         """A scaled-away slot (or spare) whose process is gone."""
         for group in (self.slots, self.spares):
             if slot in group:
                 group.remove(slot)
         self.balancer.forget(slot.index)
+        opened = sum(s.breaker.state is not BreakerState.CLOSED for s in self.slots)
+        self.fleet.breakers_changed(now, opened, len(self.slots))  # the share of open breakers moved
         if self._recycling is slot:
             self._recycling = None
         logger.info("slot {}: removed (scaled down)", slot.index)

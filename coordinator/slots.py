@@ -63,6 +63,8 @@ class Slot:
     removing: bool = False  # scaled away: the slot goes once its process has exited
     recycles: int = 0
     fleet_probe: bool = False  # the job it holds is the fleet guard's probe
+    beat_interval: float = 1.0  # the heartbeat interval and silence limit this process was told in CONFIG
+    silence_limit: float = 3.0
     config_generation: int = 0  # the supervisor's config generation this process was configured with
     charged: bool = False  # its breaker already counted this process's failure (it exits after a Timeout)
 
@@ -114,6 +116,7 @@ class Slot:
         self.plan = None
         self.proc_jobs = spare.proc_jobs
         self.config_generation = spare.config_generation
+        self.beat_interval, self.silence_limit = spare.beat_interval, spare.silence_limit
         self.charged = False
         self.silence.reset()
         self.state = SlotState.READY

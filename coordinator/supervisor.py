@@ -101,7 +101,9 @@ class Supervisor(Operations, Replacing):
         self.paused: str | None = None  # why dispatch is paused by an operator (`ob-ctl drain`)
         self.balancer = make_strategy(config.balancer.strategy, config.balancer.weights)
         self.fleet = FleetGuard(fleet_policy(config))
+        self._fleet_trips = 0
         self._recycling: Slot | None = None  # automatic recycling replaces one slot at a time
+        self._rss_warned = False
         self.stats = {
             "bad_frames": 0,
             "stale_frames": 0,
@@ -232,6 +234,9 @@ class Supervisor(Operations, Replacing):
         if not self.send(slot.identity, self._config_msg):
             return
         slot.config_generation = self.config_generation
+        # What this process was told: it beats at this interval and is judged by it until it is recycled,
+        # whatever a reload says meanwhile.
+        slot.beat_interval, slot.silence_limit = self.sup.heartbeat_interval_s, self.silence_limit
         slot.state = SlotState.READY
         if self._recycling is slot:
             self._recycling = None  # its replacement is up: the next slot may be recycled
@@ -324,6 +329,15 @@ class Supervisor(Operations, Replacing):
     def _fleet_news(self) -> None:
         for line in self.fleet.take_events():
             logger.warning("fleet: {}", line)
+        if self.fleet.trips != self._fleet_trips:
+            # A new pause: an answer to a probe sent before it must not count for this one.
+            self._fleet_trips = self.fleet.trips
+            self.forget_fleet_probes()
+
+    def forget_fleet_probes(self) -> None:
+        """No job out counts as the fleet guard's probe any more (a new trip, or an operator's resume)."""
+        for slot in self.slots:
+            slot.fleet_probe = False
 
     def _restarted(self, slot: Slot, now: float) -> None:
         """A crashed worker is being replaced: counted for the slot, and for the fleet's restart rate."""
@@ -358,11 +372,12 @@ class Supervisor(Operations, Replacing):
         between batches of a long admission, so a big scan does not look like a dead coordinator."""
         if now < self._next_beat:
             return
-        self._next_beat = now + self.sup.heartbeat_interval_s
+        interval = self.sup.heartbeat_interval_s
         beat = Heartbeat()
         for slot in self.all_slots:
             if slot.state in (SlotState.READY, SlotState.BUSY):
                 self.send(slot.identity, beat)
+                interval = min(interval, slot.beat_interval)  # a worker told a shorter one before a reload
             slot.sample()
             if slot.state is not SlotState.READY or slot.job is not None:
                 continue
@@ -370,6 +385,7 @@ class Supervisor(Operations, Replacing):
                 self._maybe_retire(slot, now)  # an idle worker that grew past max_rss_mb
             elif slot.config_generation < self.config_generation and not self.stopping:
                 self._retire(slot, now, "the configuration was reloaded")  # idle: no need to take turns
+        self._next_beat = now + interval
 
     def _watch(self, slot: Slot, now: float) -> None:
         if slot.kill is not None:
@@ -381,14 +397,19 @@ class Supervisor(Operations, Replacing):
             if now - slot.started_at > self.sup.start_timeout_s:
                 self.kill(slot, now, "WorkerCrash", f"no READY within {self.sup.start_timeout_s:g}s")
             return
-        if slot.state is SlotState.STOPPING and slot.plan is not None and now > slot.plan_deadline:
-            self.kill(slot, now, "planned", f"still running {PLANNED_EXIT_S:g}s after it was asked to exit")
+        if slot.state is SlotState.STOPPING and slot.plan is not None:
+            # Asked to exit, it stops beating: its deadline decides, not the silence rule (which would
+            # charge a planned exit as a hang).
+            if now > slot.plan_deadline:
+                self.kill(
+                    slot, now, "planned", f"still running {PLANNED_EXIT_S:g}s after it was asked to exit"
+                )
             return
         if slot.state is SlotState.BUSY and now > slot.job_deadline + self.config.jobs.deadline_grace_s:
             self.kill(slot, now, "Timeout", f"job {slot.job.id if slot.job else '?'} overran its deadline")
             return
         silent = now - slot.last_seen
-        if silent <= self.silence_limit or slot.state not in (
+        if silent <= slot.silence_limit or slot.state not in (
             SlotState.READY,
             SlotState.BUSY,
             SlotState.STOPPING,
@@ -408,7 +429,7 @@ class Supervisor(Operations, Replacing):
         except psutil.Error:
             return None  # it is exiting; the pidfd will say so
         busy = slot.state is SlotState.BUSY
-        return slot.silence.judge(status=status, cpu=cpu, busy=busy, now=now, limit=self.silence_limit)
+        return slot.silence.judge(status=status, cpu=cpu, busy=busy, now=now, limit=slot.silence_limit)
 
     # -- jobs out ----------------------------------------------------------------------------------------
 
@@ -420,6 +441,8 @@ class Supervisor(Operations, Replacing):
             return 0
         if self.jobs.has_new():
             self.jobs.flush()  # a job goes out only once its row is committed
+        if not self.jobs.has_queued():
+            return 0  # (the common case on every RESULT of a drained queue: skip the scan of the slots)
         candidates = [
             s
             for s in self.slots

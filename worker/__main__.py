@@ -7,7 +7,7 @@ import os
 import sys
 
 #: Exit code of a worker that could not build a base layer of its sandbox.
-EXIT_NO_SANDBOX = 6
+EXIT_NO_SANDBOX = 78  # sysexits.h EX_CONFIG: cannot run here; the coordinator fails the slot at once
 
 
 def main(argv: list[str] | None = None) -> int:

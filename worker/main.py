@@ -59,6 +59,9 @@ EXIT_OK = 0
 EXIT_COORDINATOR_LOST = 3
 EXIT_JOB_ABANDONED = 4
 EXIT_NO_CONFIG = 5
+#: sysexits.h EX_CONFIG: this worker cannot run with this coordinator (another protocol version); a restart
+#: would fail the same way, so the coordinator fails the slot at once instead of retrying it.
+EXIT_CONFIG = 78
 
 
 class WorkerLoop:
@@ -225,7 +228,7 @@ class WorkerLoop:
             env = decode(frame)
         except VersionMismatch as exc:
             logger.error("coordinator speaks another protocol: {}", exc)
-            return EXIT_NO_CONFIG
+            return EXIT_CONFIG
         except DecodeError as exc:
             self.bad_frames += 1
             logger.warning("dropped a bad frame from the coordinator: {}", exc)

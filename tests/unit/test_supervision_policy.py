@@ -318,3 +318,59 @@ def test_a_reload_recycles_workers_in_turn_and_applies_policies_and_counts(tmp_p
     wait(rig, 1.0)  # the heartbeat looks at idle workers: one of the old two leaves, not both
     leaving = [s for s in rig.sup.slots[:2] if s.state is SlotState.STOPPING]
     assert len(leaving) == 1 and leaving[0].plan == "recycled: the configuration was reloaded"
+
+
+# -- found in review ---------------------------------------------------------------------------------------
+
+
+def test_a_reload_with_a_shorter_heartbeat_does_not_judge_old_workers_by_it(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=2, **{"supervisor.heartbeat_interval_s": 5.0})
+    new = rig.config.model_copy(deep=True)
+    new.supervisor.heartbeat_interval_s = 1.0
+    rig.sup.reconfigure(new, rig.now)
+    rig.advance(4.0)  # silent 4 s: past the new limit (3 s), well within the one they were told (15 s)
+    assert not rig.signals and all(s.kill is None for s in rig.sup.slots)  # (one is recycled, in turn)
+
+
+def test_a_worker_asked_to_leave_is_not_judged_hung_while_it_exits(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=1, **{"supervisor.max_jobs_per_worker": 1})
+    job_to(rig, "a.txt")
+    finish(rig, 0)
+    slot = rig.sup.find(0)
+    rig.advance(5.0)  # silent past liveness x interval (3 s), but within PLANNED_EXIT_S
+    assert not rig.signals
+    crash(rig, 0, code=0)
+    assert slot.state is SlotState.STARTING and slot.breaker.row(rig.now)["consecutive_failures"] == 0
+
+
+def test_a_spare_that_died_in_the_same_tick_is_not_adopted(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=1, **{"supervisor.spare_workers": 1})
+    spare = rig.sup.spares[0]
+    rig.frame_to(spare, Ready(slot=spare.index, generation=spare.generation, pid=spare.pid or 0, version="t"))
+    assert spare.proc is not None and rig.sup.find(0).proc is not None
+    spare.proc.returncode = -signal.SIGKILL  # type: ignore[attr-defined]
+    rig.sup.find(0).proc.returncode = -signal.SIGKILL  # type: ignore[union-attr]
+    rig.advance(0.001)
+    assert rig.sup.find(0).state is SlotState.BACKOFF and rig.sup.find(0).restarts == 0
+
+
+def test_a_fresh_worker_already_over_max_rss_is_not_recycled_forever(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=1, **{"supervisor.max_rss_mb": 10})
+    for _ in range(5):
+        rig.frame(0, Heartbeat(rss_bytes=50 * 1024 * 1024))
+        rig.advance(1.0)
+    assert rig.sup.find(0).state is SlotState.READY and rig.sup.stats["recycles"] == 0
+
+
+def test_restart_worker_refuses_a_slot_being_removed(tmp_path: Path) -> None:
+    rig = rig_of(tmp_path, workers=2)
+    busy = job_to(rig, "a.txt")
+    rig.sup.scale(1, rig.now)  # the idle one goes
+    removing = [s for s in rig.sup.slots if s.removing]
+    assert [s.index for s in removing] == [1 - busy]
+    try:
+        rig.sup.restart_slot(removing[0].index, rig.now)
+    except RuntimeError as exc:
+        assert "being removed" in str(exc)
+    else:
+        raise AssertionError("restart of a removing slot was accepted")
