@@ -4,6 +4,7 @@
     ob-coordinator validate-config [--config FILE] [same overrides]
 
 Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage (nothing was started).
+A running service reloads its config file on SIGHUP (or `ob-ctl reload`), these flags again over it.
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     from coordinator.config import ConfigError, load_config
     from coordinator.paths import check_socket_paths
 
+    overrides = overrides_from(args)
     try:
-        config = load_config(args.config, overrides_from(args))
+        config = load_config(args.config, overrides)
         check_socket_paths(config)
     except ConfigError as exc:
         print(f"ob-coordinator: {exc}", file=sys.stderr)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(config.service.log_level, json=config.service.log_json)
     try:
-        return Service(config).run()
+        # The service keeps where its config came from: SIGHUP reads it again, with these flags over it.
+        return Service(config, config_path=args.config, overrides=overrides).run()
     except (StateDirBusy, SchemaTooNew, SandboxUnavailable) as exc:
         print(f"ob-coordinator: {exc}", file=sys.stderr)
         return EXIT_CONFIG

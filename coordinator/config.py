@@ -391,6 +391,12 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             raise ConfigError(f"{source}: not UTF-8 text: {exc.reason}") from None
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
+    return config_from(data, source)
+
+
+def config_from(data: dict[str, Any], source: str) -> Config:
+    """Validate plain data (a parsed file, or a running config's `model_dump()` with changes) as a Config.
+    Raises `ConfigError` with one line naming `source`, the field and the problem."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

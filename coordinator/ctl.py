@@ -10,6 +10,10 @@
     ob-ctl [--state-dir DIR | --config FILE] restart-worker SLOT
     ob-ctl [--state-dir DIR | --config FILE] drain | resume
     ob-ctl [--state-dir DIR | --config FILE] breaker [list | reset SLOT]
+    ob-ctl [--state-dir DIR | --config FILE] reload
+    ob-ctl [--state-dir DIR | --config FILE] bucket [list | remove NAME_OR_DIR [--cancel]]
+    ob-ctl [--state-dir DIR | --config FILE] bucket add DIR [--name N] [--patterns GLOB ...]
+                                                            [--ignore GLOB ...] [--output DIR] [--create]
 
 `jobs`, `errors` and `quarantine list` read `<state-dir>/queue.db` in this process (WAL lets a reader look
 beside the live coordinator), so they also work with the service stopped; everything else is a request on

@@ -71,13 +71,7 @@ class Jails:
         self.run_dir = run_dir
         self.scratch_root = run_dir / "scratch"
         self.canary = run_dir / "canary"
-        jobs = config.jobs
-        self.limits = SandboxLimits(
-            memory_bytes=jobs.max_memory_bytes,
-            cpu_s=jobs.max_cpu_s,
-            fsize_bytes=jobs.max_output_bytes,
-            processes=jobs.max_processes,
-        )
+        self.limits = _limits(config)
         self.cgroups: WorkerCgroups | None = None
         self.cgroup_problem = ""
         self._cgroup_tag = cgroup_tag
@@ -97,8 +91,7 @@ class Jails:
             self.cgroup_problem = "disabled by config"
         else:
             try:
-                limits = CgroupLimits(memory_bytes=self.limits.memory_bytes, pids_max=self.limits.processes)
-                self.cgroups = WorkerCgroups.create(limits, tag=self._cgroup_tag)
+                self.cgroups = WorkerCgroups.create(self._cgroup_limits(), tag=self._cgroup_tag)
                 logger.info("worker cgroups: {}", self.cgroups.describe())
             except CgroupUnavailable as exc:
                 self.cgroup_problem = str(exc)
@@ -135,12 +128,14 @@ class Jails:
                 logger.warning("worker {}: no cgroup: {}", name, exc)
         return Jail(name, scratch, group, self.spec(scratch, group))
 
-    def check_paths(self) -> None:
-        """Refuse a config whose sandbox would be void: a path workers may read or write that holds the
-        state dir (the queue, the records, the canary). Raises SandboxUnavailable."""
-        if "landlock" in self.config.sandbox.disable:
+    def check_paths(self, config: Config | None = None) -> None:
+        """Refuse a config (ours, or `config`: one about to be applied) whose sandbox would be void: a path
+        workers may read or write that holds the state dir (the queue, the records, the canary). Raises
+        SandboxUnavailable."""
+        cfg = config or self.config
+        if "landlock" in cfg.sandbox.disable:
             return
-        spec = self.spec(self.scratch_root / "check", None)
+        spec = self.spec(self.scratch_root / "check", None, cfg)
         state = str(self.run_dir.parent)
         for what, paths in (("read", spec.read), ("write", spec.write), ("execute", spec.execute)):
             for path in paths:
@@ -150,9 +145,10 @@ class Jails:
                         "move service.state_dir out of the buckets and outputs"
                     )
 
-    def spec(self, scratch: Path, group: WorkerGroup | None) -> SandboxSpec:
-        """The sandbox a worker with this scratch dir and cgroup is asked to build."""
-        cfg = self.config
+    def spec(self, scratch: Path, group: WorkerGroup | None, config: Config | None = None) -> SandboxSpec:
+        """The sandbox a worker with this scratch dir and cgroup is asked to build (under our config, or
+        under `config`)."""
+        cfg = config or self.config
         read = [str(b.path.expanduser().absolute()) for b in cfg.buckets]
         read += [str(p.expanduser().absolute()) for p in (*cfg.jobs.skill_paths, *cfg.sandbox.read_paths)]
         write = sorted({str(cfg.bucket_output(b)) for b in cfg.buckets})
@@ -166,6 +162,24 @@ class Jails:
             limits=self.limits,
             disable=list(cfg.sandbox.disable),
         )
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config (buckets, command skills, limits): workers started from now on get its sandbox.
+        Running ones keep the one they built, which cannot be widened from outside: `outdated` names them,
+        so they can be replaced."""
+        self.config = config
+        self.limits = _limits(config)
+        if self.cgroups is not None:
+            self.cgroups.limits = self._cgroup_limits()  # for the cgroups of workers started from now on
+
+    def _cgroup_limits(self) -> CgroupLimits:
+        return CgroupLimits(memory_bytes=self.limits.memory_bytes, pids_max=self.limits.processes)
+
+    def outdated(self) -> set[int]:
+        """Pids of the live workers whose sandbox is not the one the config asks for now: other buckets,
+        outputs, programs, limits or disabled layers."""
+        want = _policy(self.spec(self.scratch_root, None))
+        return {pid for pid, jail in self._by_pid.items() if _policy(jail.spec) != want}
 
     def env(self, jail: Jail) -> dict[str, str]:
         """The worker's whole environment."""
@@ -279,6 +293,21 @@ class Jails:
                 why = report.detail if report is not None else "not reported by the worker"
                 raise SandboxUnavailable(f"sandbox.require: layer {name!r} is unavailable: {why}")
         return names
+
+
+def _limits(config: Config) -> SandboxLimits:
+    jobs = config.jobs
+    return SandboxLimits(
+        memory_bytes=jobs.max_memory_bytes,
+        cpu_s=jobs.max_cpu_s,
+        fsize_bytes=jobs.max_output_bytes,
+        processes=jobs.max_processes,
+    )
+
+
+def _policy(spec: SandboxSpec) -> tuple[object, ...]:
+    """What a sandbox allows, without what is the worker's own (scratch dir, cgroup): order does not count."""
+    return (sorted(spec.read), sorted(spec.write), sorted(spec.execute), spec.limits, sorted(spec.disable))
 
 
 def _command_programs(cfg: Config) -> list[str]:

@@ -124,6 +124,10 @@ class Operations:
         self._drain(slot, now, "restarted by an operator")
         return "restarting" if slot.state is SlotState.STOPPING else "draining"
 
+    def mark_outdated(self, slot: Slot) -> None:
+        """Replace this slot's worker in turn, like a recycle: its sandbox no longer fits the config."""
+        slot.outdated = True
+
     def drain(self, reason: str = "drained by an operator") -> None:
         """Give no worker a new job until `resume` (workers finish what they hold; files keep queueing)."""
         self.paused = reason

@@ -6,6 +6,7 @@
                        final, or out of attempts: ERROR record whose `recovery` says what was tried
     worker died      → requeued with backoff, or after `quarantine_after` deaths: ERROR record, quarantined
     not a file       → ERROR record (FileAccess) at once, never opened
+    cancelled        → ERROR record (Cancelled, severity INFO): an operator removed its bucket with --cancel
     we stopped it    → requeued, not charged
 
 If the record itself cannot be written (disk full, permissions), the job is not finished: it is retried
@@ -187,6 +188,20 @@ class Outcomes:
             code=job.kind,
             component="watcher",
             operation="admit",
+        )
+
+    def cancelled(self, job: Job, why: str) -> None:
+        """An operator ended a queued job that never ran to its end (its bucket was removed with
+        `--cancel`): failed, with an ERROR record, so the file still has its one terminal record."""
+        self._error_end(
+            job,
+            JobState.FAILED,
+            f"Cancelled: {why}",
+            category="Cancelled",
+            name="Cancelled",
+            message=why,
+            component="operator",
+            operation="cancel",
         )
 
     def _after_success(self, job: Job) -> None:

@@ -15,6 +15,9 @@ Crash safety comes from the order of writes, not from committing often:
 
 Terminal jobs leave memory after the flush that commits them; their version keys stay, so a second sighting
 of a finished version is still a no-op.
+
+A removed bucket's queued jobs are held out of the FIFO ("parked", `coordinator.parking`): `_enqueue` sends
+a parked bucket's jobs to its own list, so `pop_queued` never has to look.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.jobs import Job, VersionKey
+from coordinator.parking import Parking
 from coordinator.records import WrittenRecord
 from coordinator.schema import migrate
 from coordinator.states import ALL_JOB_STATES, TERMINAL_JOB_STATES, JobState
@@ -106,8 +110,9 @@ def job_from_row(row: sqlite3.Row) -> Job:
     )
 
 
-class JobQueue:
-    """Jobs by id and by version key, the FIFO of queued ones, and the retries waiting for their time."""
+class JobQueue(Parking):
+    """Jobs by id and by version key, the FIFO of queued ones, the retries waiting for their time, and the
+    held-back jobs of parked buckets."""
 
     def __init__(self, path: Path | str = ":memory:", *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
@@ -119,6 +124,7 @@ class JobQueue:
         self._queued: deque[Job] = deque()
         self._not_files: list[Job] = []  # symlinks, FIFOs, ...: recorded by the coordinator, never dispatched
         self._delayed: list[tuple[float, int, Job]] = []
+        self._parked: dict[str, deque[Job]] = {}  # bucket -> its queued jobs, held back from the FIFO
         self._tiebreak = itertools.count()
         self._counts: Counter[str] = Counter()
         self._new: list[Job] = []
@@ -191,20 +197,23 @@ class JobQueue:
 
     def _enqueue(self, job: Job, *, front: bool = False) -> None:
         if job.kind != "file":
-            self._not_files.append(job)
+            self._not_files.append(job)  # recorded without a worker, so a parked bucket's too
         elif job.not_before is not None and job.not_before > self.clock():
             heapq.heappush(self._delayed, (job.not_before, next(self._tiebreak), job))
-        elif front:
-            self._queued.appendleft(job)
         else:
-            self._queued.append(job)
+            # (One dict lookup per job only while some bucket is parked: `add` is on the scan's hot path.)
+            line = self._parked.get(job.key[0], self._queued) if self._parked else self._queued
+            if front:
+                line.appendleft(job)
+            else:
+                line.append(job)
 
     def _promote_due(self) -> None:
         now = self.clock()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, job = heapq.heappop(self._delayed)
             if job.state is JobState.QUEUED:
-                self._queued.appendleft(job)
+                self._parked.get(job.key[0], self._queued).appendleft(job)
 
     def take_not_files(self) -> list[Job]:
         """Queued entries that are not regular files; the coordinator records them without a worker."""

@@ -27,7 +27,8 @@ from coordinator.states import JobState
 
 #: Severity of each error category, on the seed design's INFO / WARNING / ERROR scale: ERROR when the
 #: service or its setup is at fault (someone must act), WARNING when a file could not be read or a tool
-#: failed on it (worth a look), INFO when the file simply is what it is (binary, corrupt, too large).
+#: failed on it (worth a look), INFO when the file simply is what it is (binary, corrupt, too large) or an
+#: operator chose its end (`Cancelled`: its bucket was removed with `ob-ctl bucket remove --cancel`).
 SEVERITY = {
     "Configuration": "ERROR",
     "System": "ERROR",
@@ -41,6 +42,7 @@ SEVERITY = {
     "FileAccess": "WARNING",
     "PatternMatching": "WARNING",
     "FileContent": "INFO",
+    "Cancelled": "INFO",
 }
 
 #: Linux's unnamed-file flag; 0 elsewhere, where records always go through a named temp file.

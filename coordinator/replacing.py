@@ -188,6 +188,8 @@ class Replacing:
         sup = self.sup
         if slot.config_generation < self.config_generation:
             return "the configuration was reloaded"
+        if slot.outdated:
+            return "its sandbox predates a change of buckets or limits"
         if sup.max_jobs_per_worker and slot.proc_jobs >= sup.max_jobs_per_worker:
             return f"{slot.proc_jobs} jobs done (max_jobs_per_worker = {sup.max_jobs_per_worker})"
         rss = slot.rss_bytes

@@ -8,6 +8,9 @@ pidfds and a wake-up pipe, then letting each component act.
 
 We chose a plain `zmq.Poller` loop over asyncio: every handler here is short and non-blocking, and the
 poller lets raw fds (pidfds, the wake pipe) sit beside the ZeroMQ sockets with no extra machinery.
+
+SIGTERM and SIGINT stop the service; SIGHUP reloads its config file (`coordinator.live`), between two turns
+of the loop, like every other change: a signal handler only sets a flag, the wake-up fd wakes the poll.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import zmq
 from loguru import logger
@@ -26,13 +30,14 @@ from coordinator.config import BucketConfig, Config
 from coordinator.control import ControlServer
 from coordinator.health import Health
 from coordinator.jails import Jails
+from coordinator.live import LiveConfig, Refused
 from coordinator.lock import StateLock
 from coordinator.outcomes import Outcomes
 from coordinator.paths import check_socket_paths, socket_paths
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
 from coordinator.recovery import RecoveryReport, recover
-from coordinator.spawn import make_spawner
+from coordinator.spawn import Spawner, make_spawner
 from coordinator.supervisor import Supervisor
 from coordinator.watcher import Sighting, Watcher
 from coordinator.worker_logs import WorkerLogs
@@ -56,7 +61,16 @@ SUPERVISOR_TICK_S = 0.02
 class Service:
     """Everything one coordinator owns, and the loop that drives it."""
 
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        config_path: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        """`config` is `load_config(config_path, overrides)`; the path and the overrides are kept so that a
+        reload reads the same file and puts the same command-line flags over it."""
         check_socket_paths(config)
         self.config = config
         self.clock = clock
@@ -72,9 +86,15 @@ class Service:
         self.recovery = RecoveryReport()
         self.supervisor: Supervisor
         self.watcher: Watcher
+        self.live: LiveConfig
+        self._config_path = config_path
+        self._overrides = dict(overrides or {})
+        self._outputs: dict[str, str] = {}
         self._signal: int | None = None
+        self._reload_requested = False
         self._signals_seen = 0
         self._wake_w = -1
+        self._workers_endpoint = ""
         self.jails = Jails(config, self.run_dir)
         self.worker_logs = WorkerLogs()
 
@@ -118,8 +138,39 @@ class Service:
             pass
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload_requested = True
+            return
         self._signal = signum
         self._signals_seen += 1
+
+    def adopt_config(self, config: Config) -> None:
+        """Run with `config` from now on (checked, and its buckets already watched: `coordinator.live`):
+        the notes dirs new files are admitted with, job outcomes (retries), the next workers' sandboxes and
+        niceness, and the watcher's timers. The supervisor is told apart (`Supervisor.reconfigure`)."""
+        if config.supervisor.worker_nice != self.config.supervisor.worker_nice:
+            self.supervisor.spawn = self._spawner(config)  # for the workers started from now on
+        self.config = config
+        self.buckets = config.buckets
+        self._outputs = {b.name: f"{config.bucket_output(b)}{os.sep}" for b in config.buckets}
+        self.outcomes.config = config
+        self.jails.reconfigure(config)
+        self.watcher.tune(config.watcher.settle_s, config.watcher.rescan_interval_s)
+
+    def _spawner(self, cfg: Config) -> Spawner:
+        return make_spawner(
+            self._workers_endpoint,
+            log_level=cfg.service.log_level,
+            log_json=cfg.service.log_json,
+            nice=cfg.supervisor.worker_nice,
+            jails=self.jails,
+            logs=self.worker_logs,
+        )
+
+    def reload(self, why: str) -> dict[str, list[str]]:
+        """Re-read the config file and apply what can change at run time (see `coordinator.reload`);
+        raises `coordinator.live.Refused`, already logged, when the new config is refused."""
+        return self.live.reload(why)
 
     # -- run ---------------------------------------------------------------------------------------------
 
@@ -134,9 +185,12 @@ class Service:
         for fd in (wake_r, self._wake_w):
             os.set_blocking(fd, False)
         old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        old_handlers = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         workers_path, control_path = socket_paths(self.state_dir)
+        self._workers_endpoint = f"ipc://{workers_path}"
         router = self._bind(ctx, zmq.ROUTER, workers_path)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.ROUTER_HANDOVER, 0)
@@ -146,6 +200,12 @@ class Service:
             self.jails.open()
             required = self._check_sandbox()
             self.jobs = JobQueue(self.state_dir / "queue.db")
+            # A bucket gone from the config keeps its queued jobs, held until a bucket of that name returns.
+            for name, count in self.jobs.park_all_except(b.name for b in self.buckets).items():
+                if count:
+                    logger.warning(
+                        "bucket {} is not in the config: its {} queued job(s) stay parked", name, count
+                    )
             self.records = RecordWriter(self.state_dir / "records")
             self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
             self.recovery = recover(self.jobs, self.records, self.outcomes)
@@ -154,14 +214,7 @@ class Service:
                 self.jobs,
                 self.outcomes,
                 send=self._send(router),
-                spawn=make_spawner(
-                    f"ipc://{workers_path}",
-                    log_level=cfg.service.log_level,
-                    log_json=cfg.service.log_json,
-                    nice=cfg.supervisor.worker_nice,
-                    jails=self.jails,
-                    logs=self.worker_logs,
-                ),
+                spawn=self._spawner(cfg),
                 jails=self.jails,
             )
             self.supervisor.required_layers = required
@@ -184,7 +237,8 @@ class Service:
                 clock=self.clock,
                 known=self.jobs.knows,
             )
-            self._outputs = {b.name: f"{cfg.bucket_output(b)}{os.sep}" for b in self.buckets}
+            self.adopt_config(cfg)  # (the notes dir of each bucket, for admitting its files)
+            self.live = LiveConfig(self, self._config_path, self._overrides)
             control = ControlServer(control_sock, self)
             logger.info(
                 "coordinator {} starting: {} workers, buckets {}, state dir {}",
@@ -270,9 +324,18 @@ class Service:
             if any(fd in ready for fd in pidfds) or now - last_tick >= SUPERVISOR_TICK_S or stop.active:
                 last_tick = now
                 sup.tick(now)
+                self.live.tick()
             sup.dispatch(now)
             self.jails.tick()  # after dispatch: a dead worker's clean-up never delays its job's retry
             self.jobs.flush_if_due()
+            if self._reload_requested and not stop.active:
+                self._reload_requested = False
+                try:
+                    self.reload("SIGHUP")
+                except Refused:
+                    pass  # logged as one line; the running config stays
+                except Exception:  # a bug in applying a reload must not take every worker and job down
+                    logger.exception("config reload (SIGHUP) failed")
             if self._signal is not None:
                 stop.request(now, signal.Signals(self._signal).name, urgent=self._signals_seen > 1)
                 self._signal = None

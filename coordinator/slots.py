@@ -66,6 +66,7 @@ class Slot:
     beat_interval: float = 1.0  # the heartbeat interval and silence limit this process was told in CONFIG
     silence_limit: float = 3.0
     config_generation: int = 0  # the supervisor's config generation this process was configured with
+    outdated: bool = False  # its sandbox no longer matches the config (buckets changed): recycle it in turn
     charged: bool = False  # its breaker already counted this process's failure (it exits after a Timeout)
 
     @property
@@ -95,6 +96,7 @@ class Slot:
         self.plan = None
         self.proc_jobs = 0
         self.charged = False
+        self.outdated = False
         self.silence.reset()
         self.rss_bytes = self.cpu_percent = None
         if self.ps is not None:
@@ -116,6 +118,7 @@ class Slot:
         self.plan = None
         self.proc_jobs = spare.proc_jobs
         self.config_generation = spare.config_generation
+        self.outdated = spare.outdated
         self.beat_interval, self.silence_limit = spare.beat_interval, spare.silence_limit
         self.charged = False
         self.silence.reset()

@@ -383,8 +383,8 @@ class Supervisor(Operations, Replacing):
                 continue
             if not slot.spare:
                 self._maybe_retire(slot, now)  # an idle worker that grew past max_rss_mb
-            elif slot.config_generation < self.config_generation and not self.stopping:
-                self._retire(slot, now, "the configuration was reloaded")  # idle: no need to take turns
+            elif (slot.outdated or slot.config_generation < self.config_generation) and not self.stopping:
+                self._retire(slot, now, "the configuration changed")  # an idle spare: no need to take turns
         self._next_beat = now + interval
 
     def _watch(self, slot: Slot, now: float) -> None:

@@ -222,6 +222,14 @@ class Watcher:
             self._queue_dir(bucket.root)  # no-op unless an outer bucket holds the root
         logger.info("watcher: stopped watching bucket {!r} at {}", name, bucket.root)
 
+    def tune(self, settle_s: float, rescan_interval_s: float) -> None:
+        """A reloaded config's settle window and rescan interval. Files already settling keep their timers;
+        the next rescan comes no later than the new interval from now."""
+        self._settle_ns = int(settle_s * 1e9)
+        self._settler.settle_s = settle_s
+        self._rescan_interval_s = rescan_interval_s
+        self._next_rescan = min(self._next_rescan, self._clock() + rescan_interval_s)
+
     def request_rescan(self) -> None:
         """Scan every bucket at the next `poll()`."""
         self._rescan_requested = True

@@ -164,6 +164,7 @@ ErrorCategory = Literal[
     "SandboxViolation",
     "Quarantined",
     "Protocol",
+    "Cancelled",  # written by the coordinator only: an operator removed the bucket with --cancel
 ]
 
 

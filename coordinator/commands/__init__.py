@@ -14,11 +14,15 @@ from types import ModuleType
 from coordinator.commands import (
     breaker,
     breaker_reset,
+    bucket,
+    bucket_add,
+    bucket_remove,
     drain,
     errors,
     jobs,
     quarantine,
     release,
+    reload,
     restart_worker,
     resume,
     retry,
@@ -39,6 +43,10 @@ COMMANDS: dict[str, ModuleType] = {
     "resume": resume,
     "breaker": breaker,
     "breaker-reset": breaker_reset,
+    "reload": reload,
+    "bucket": bucket,
+    "bucket-add": bucket_add,
+    "bucket-remove": bucket_remove,
 }
 
 CLI: dict[str, ModuleType] = {
@@ -53,6 +61,8 @@ CLI: dict[str, ModuleType] = {
     "drain": drain,
     "resume": resume,
     "breaker": breaker,
+    "reload": reload,
+    "bucket": bucket,
 }
 
 __all__ = ["CLI", "COMMANDS", "CommandError"]

@@ -5,6 +5,7 @@ of `ob-ctl` (each turns a string into a value or raises `argparse.ArgumentTypeEr
 from __future__ import annotations
 
 import argparse
+import os
 
 from coordinator.queries import parse_duration
 
@@ -42,6 +43,14 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def absolute_path(text: str) -> str:
+    """A directory as `ob-ctl` was given it, made absolute against ob-ctl's own working directory (the
+    coordinator's may be another one)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def slot_index(text: str) -> int:

@@ -35,6 +35,9 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
             {"name": b.name, "path": str(b.path), "output": str(service.config.bucket_output(b))}
             for b in service.buckets
         ],
+        # Queued jobs held back, by bucket: removed buckets' (until one of that name returns), and new ones'
+        # (until every worker's sandbox reaches them).
+        "parked": service.jobs.parked(),
         "workers": {k: v for k, v in sup.counts().items() if v} | {"total": len(sup.slots)},
         "spares": {"total": len(sup.spares), "ready": sum(s.state.value == "ready" for s in sup.spares)},
         "jobs": service.jobs.counts(),
@@ -62,6 +65,13 @@ def render(result: dict[str, Any]) -> str:
         f"jobs         {jobs}",
         f"watcher      {watcher.get('rejected', 0)} rejected, {watcher.get('ignored', 0)} ignored",
     ]
+    parked = dict(result.get("parked", {}))
     for bucket in result["buckets"]:
-        lines.append(f"bucket       {bucket['name']}: {bucket['path']} -> {bucket['output']}")
+        held = parked.pop(bucket["name"], 0)
+        lines.append(
+            f"bucket       {bucket['name']}: {bucket['path']} -> {bucket['output']}"
+            + (f" ({held} queued job(s) parked)" if held else "")
+        )
+    for name, held in parked.items():
+        lines.append(f"parked       {held} queued job(s) of removed bucket {name}")
     return "\n".join(lines)

@@ -228,3 +228,111 @@ def test_a_name_that_is_not_utf8_is_stored_and_read_back_exactly(tmp_path: Path)
     popped = again.pop_queued()
     assert popped is not None and popped.relpath == name and popped.path == f"/b/{name}"
     assert os.fsencode(popped.path) == b"/b/latin-\xe9t\xe9.txt"
+
+
+# -- parking: a removed bucket's queued jobs are held, not lost --------------------------------------------
+
+
+def add_to(q: JobQueue, bucket: str, name: str, inode: int = 7) -> Job:
+    key = (bucket, name, 1, 111, inode)
+    job = q.add(key, path=f"/{bucket}/{name}", relpath=name, output_path=f"/n/{bucket}/{name}.obs.md")
+    assert job is not None
+    return job
+
+
+def drain(q: JobQueue) -> list[str]:
+    popped = []
+    while (job := q.pop_queued()) is not None:
+        popped.append(f"{job.bucket}/{job.relpath}")
+        q.mark_running(job, "0.1", lease_s=10)
+    return popped
+
+
+def test_a_parked_buckets_jobs_are_held_and_come_back_at_the_end_of_the_queue(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    for i, (bucket, name) in enumerate([("a", "1"), ("gone", "1"), ("a", "2"), ("gone", "2")]):
+        add_to(q, bucket, name, inode=i)
+    assert q.park("gone") == 2
+    assert q.is_parked("gone") and not q.is_parked("a")
+    add_to(q, "gone", "3", inode=9)  # queued later (a rescan, a retry): held too
+    add_to(q, "a", "3", inode=10)
+    assert q.parked() == {"gone": 3}
+    assert q.has_queued()
+    assert drain(q) == ["a/1", "a/2", "a/3"]
+    assert not q.has_queued()
+    assert q.counts()["queued"] == 3  # parked is not a state: still queued, in the database too
+    assert q.unpark("gone") == 3
+    assert q.parked() == {}
+    assert drain(q) == ["gone/1", "gone/2", "gone/3"]
+
+
+def test_a_requeued_or_delayed_job_of_a_parked_bucket_is_held_when_it_comes_back(tmp_path: Path) -> None:
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", clock=clock)
+    running = add_to(q, "gone", "running", inode=1)
+    delayed = add_to(q, "gone", "delayed", inode=2)
+    q.flush()
+    for job in (q.pop_queued(), q.pop_queued()):
+        assert job is not None
+        q.mark_running(job, "0.1", lease_s=10)
+    q.requeue(delayed, "System: disk full", front=False, delay=5.0)
+    q.park("gone")  # the running job is not touched ...
+    assert q.parked_count("gone") == 1  # (the delayed retry counts: it is queued, and held)
+    q.requeue(running, "WorkerCrash: died")  # ... but held when its worker dies
+    clock.now += 10  # the delayed retry comes due: held too
+    assert q.pop_queued() is None
+    assert [j.relpath for j in q.parked_jobs("gone")] == ["running", "delayed"]
+    assert q.unpark("gone") == 2
+    assert sorted(drain(q)) == ["gone/delayed", "gone/running"]
+
+
+def test_parking_survives_a_restart_for_buckets_the_config_no_longer_names(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    add_to(q, "a", "1", inode=1)
+    add_to(q, "gone", "1", inode=2)
+    orphan = add_to(q, "gone", "2", inode=3)
+    q.flush()
+    while q.pop_queued() is not orphan:
+        pass
+    q.mark_running(orphan, "0.1", lease_s=10)
+    q.flush()
+    q.db.close()  # a crash: the orphan stays `running` in the database
+    again = JobQueue(tmp_path / "q.db")
+    assert again.park_all_except(["a"]) == {"gone": 1}
+    (reloaded,) = again.running()
+    again.requeue(reloaded, "WorkerCrash: the coordinator died")  # what recovery does with it
+    assert again.parked() == {"gone": 2}
+    assert drain(again) == ["a/1"]
+
+
+def test_ending_a_parked_job_takes_it_off_the_parked_count(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    jobs = [add_to(q, "gone", str(i), inode=i) for i in range(3)]
+    q.park("gone")
+    q.finish(jobs[1], JobState.FAILED, record=record("ERROR-2026-01-01-000000-000002.json"))
+    assert [j.relpath for j in q.parked_jobs("gone")] == ["0", "2"]
+    assert q.unpark("gone") == 2
+
+
+def test_a_bucket_that_returns_elsewhere_takes_its_jobs_along(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    job = add_to(q, "gone", "sub/x.txt")
+    q.flush()
+    q.park("gone")
+    assert q.unpark("gone", root="/new/root", output="/new/notes") == 1
+    assert (job.path, job.output_path) == ("/new/root/sub/x.txt", "/new/notes/sub/x.txt.obs.md")
+    q.close()
+    again = JobQueue(tmp_path / "q.db")
+    popped = again.pop_queued()
+    assert popped is not None
+    assert (popped.path, popped.output_path) == ("/new/root/sub/x.txt", "/new/notes/sub/x.txt.obs.md")
+
+
+def test_parking_a_bucket_with_no_jobs_holds_the_ones_it_gets_later(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    assert q.park("new") == 0
+    add_to(q, "new", "x")
+    assert q.pop_queued() is None and q.parked() == {"new": 1}
+    assert q.queued_by_bucket() == {"new": 1}
+    assert q.unpark("new") == 1 and q.unpark("new") == 0
+    assert drain(q) == ["new/x"]
