@@ -10,6 +10,7 @@ A running service reloads its config file on SIGHUP (or `ob-ctl reload`), these 
 from __future__ import annotations
 
 import argparse
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ob-coordinator` script."""
+    # A SIGHUP before the service has its handler (while it imports and checks its config) would kill it
+    # with the default action: ignore it until then; the reload it asked for reads the same file anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
     from coordinator.config import ConfigError, load_config
     from coordinator.paths import check_socket_paths

@@ -26,10 +26,11 @@ from coordinator.jails import SandboxUnavailable
 from coordinator.placement import moved_outputs, placement_problem
 from coordinator.reload import plan_reload, with_buckets
 from coordinator.sandbox_sync import SandboxSync
+from coordinator.states import JobState
+from coordinator.watcher import Watcher
 
 if TYPE_CHECKING:
     from coordinator.service import Service
-    from coordinator.watcher import Watcher
 
 
 class Refused(Exception):
@@ -44,6 +45,9 @@ class LiveConfig:
         self.config_path = config_path  # the file the service started from (None: the built-in defaults)
         self.overrides = overrides  # the command line's, applied again over the re-read file
         self.sync = SandboxSync(service.jails, service.supervisor, service.jobs)
+        # Buckets removed with --cancel: a job of theirs that comes back to the queue later (it was running
+        # and its worker died, say) is cancelled too, until a bucket of that name returns.
+        self.cancelling: set[str] = set()
 
     # -- reload ------------------------------------------------------------------------------------------
 
@@ -60,6 +64,9 @@ class LiveConfig:
         except (ConfigError, Refused) as exc:
             logger.error("config reload refused: {}", exc)
             raise Refused(str(exc)) from None
+        except OSError as exc:  # a path check that may not look (EACCES): refused like any bad config
+            logger.error("config reload refused: {}", exc)
+            raise Refused(f"cannot check the new config: {exc}") from None
         for line in plan.kept:
             logger.warning("{}", line)
         changes = plan.changes + recycling
@@ -107,6 +114,15 @@ class LiveConfig:
         with `cancel` each ends with a Cancelled ERROR record; its running jobs finish. Raises Refused."""
         self._not_stopping()
         svc = self.service
+        if cancel and target in svc.jobs.parked() and target not in {b.name for b in svc.config.buckets}:
+            cancelled = self._cancel(target)  # a bucket already gone (removed before, or before a restart)
+            self.cancelling.add(target)
+            return {
+                "bucket": target,
+                "parked": svc.jobs.parked_count(target),
+                "cancelled": cancelled,
+                "running": 0,
+            }
         bucket = self.find(target, path)
         rest = [b for b in svc.config.buckets if b.name != bucket.name]
         if not rest:
@@ -119,10 +135,8 @@ class LiveConfig:
         self._apply(config, [bucket.name], [])
         cancelled = 0
         if cancel:
-            why = f"bucket {bucket.name!r} was removed with --cancel before the file was processed"
-            for job in svc.jobs.parked_jobs(bucket.name):
-                svc.outcomes.cancelled(job, why)
-                cancelled += 1
+            cancelled = self._cancel(bucket.name)
+            self.cancelling.add(bucket.name)
         parked = svc.jobs.parked_count(bucket.name)
         running = sum(1 for s in svc.supervisor.slots if s.job is not None and s.job.bucket == bucket.name)
         logger.info(
@@ -176,8 +190,23 @@ class LiveConfig:
         }
 
     def tick(self) -> None:
-        """Called by the loop with the supervisor's tick: the sandbox catch-up's next step."""
+        """Called by the loop with the supervisor's tick: the sandbox catch-up's next step, and cancelling
+        what came back to the queue of a bucket removed with --cancel."""
         self.sync.tick()
+        if self.cancelling:
+            running = {b.name for b in self.service.config.buckets}
+            self.cancelling -= running  # it returned: its jobs are wanted again
+            for name in self.cancelling:
+                self._cancel(name)
+
+    def _cancel(self, bucket: str) -> int:
+        """End every parked job of `bucket` with a Cancelled ERROR record; how many ended (a record that
+        could not be written leaves its job queued, retried)."""
+        why = f"bucket {bucket!r} was removed with --cancel before the file was processed"
+        jobs = self.service.jobs.parked_jobs(bucket)
+        for job in jobs:
+            self.service.outcomes.cancelled(job, why)
+        return sum(job.state is not JobState.QUEUED for job in jobs)
 
     # -- applying ----------------------------------------------------------------------------------------
 
@@ -219,7 +248,8 @@ class LiveConfig:
         """Swap the watcher's buckets; if a new root cannot be watched, put everything back and refuse."""
         watcher = self.service.watcher
         for bucket in removed:
-            watcher.remove_bucket(bucket.name)
+            if bucket.name in watcher.bucket_names:  # (not if an earlier rollback could not watch it again)
+                watcher.remove_bucket(bucket.name)
         done: list[BucketConfig] = []
         try:
             for bucket in added:

@@ -241,6 +241,11 @@ class Buckets:
         self._reindex()
         return bucket
 
+    def set_excluded_dirs(self, exclude_dirs: Iterable[Path]) -> None:
+        """A new list of directories to leave alone (buckets and their notes dirs changed at run time)."""
+        self._exclude_dirs = list(exclude_dirs)
+        self.refresh_exclusions()
+
     def refresh_exclusions(self) -> None:
         """Spell the excluded directories again. Call it once roots exist: a directory named through a
         symlink is placed inside a root by comparing real paths, and a missing root has none yet."""

@@ -77,7 +77,7 @@ class Operations:
         for slot in self.slots:  # take back slots still finishing their last job before adding new ones
             if len(active) >= n:
                 break
-            if slot.removing and slot.state in (SlotState.BUSY, SlotState.STARTING):
+            if slot.removing and slot.state in (SlotState.BUSY, SlotState.STARTING) and not slot.outdated:
                 slot.removing = False
                 if slot.plan == _SCALED_DOWN:  # (an operator's pending restart stays pending)
                     slot.plan = None

@@ -54,25 +54,35 @@ class Parking:
         """At start: park every bucket a job names that is not in `buckets` (the config's), so the jobs of a
         bucket removed before a restart stay held; the parked buckets and their queued jobs."""
         wanted = set(buckets)
-        names = {key[0] for key in self._keys} | {job.key[0] for job in self._live.values()}
+        names = {job.key[0] for job in self._live.values()}  # (a name with no live job needs no parking)
         return {name: self.park(name) for name in sorted(names - wanted)}
 
     def unpark(self, bucket: str, *, root: str | None = None, output: str | None = None) -> int:
         """Let the bucket's held jobs go, at the end of the FIFO; how many. With `root` and `output` (the
         bucket's directories now, which may differ from when its jobs were found: it came back elsewhere),
         each job's input and note paths are made relative to them again."""
+        if root is not None and output is not None:
+            self.relocate(bucket, root, output)  # first: if the database says no, nothing is lost
         line = self._parked.pop(bucket, None)
         jobs = _queued_once(line or ())
-        if root is not None and output is not None:
-            self._relocate(jobs, root, output)
         self._queued.extend(jobs)
         return len(jobs)
 
-    def _relocate(self, jobs: list[Job], root: str, output: str) -> None:
+    def relocate(self, bucket: str, root: str, output: str) -> int:
+        """Make the input and note paths of every unfinished job of `bucket` (parked, queued, a delayed
+        retry, running) relative to its directories now; how many moved. For a bucket that came back
+        elsewhere, or whose root or notes dir changed across a restart."""
+        return self.relocate_all({bucket: (root, output)})
+
+    def relocate_all(self, dirs: dict[str, tuple[str, str]]) -> int:
+        """`relocate` for several buckets (bucket -> (root, notes dir)) in one pass over the live jobs."""
         moved = []
-        for job in jobs:
-            path = os.path.join(root, job.relpath)
-            note = os.path.join(output, f"{job.relpath}.obs.md")
+        for job in self._live.values():
+            where = dirs.get(job.key[0])
+            if where is None:
+                continue
+            path = os.path.join(where[0], job.relpath)
+            note = os.path.join(where[1], f"{job.relpath}.obs.md")
             if (path, note) != (job.path, job.output_path):
                 job.path, job.output_path = path, note
                 moved.append((text_or_fs_bytes(path), text_or_fs_bytes(note), job.id))
@@ -80,6 +90,7 @@ class Parking:
         # per-change UPDATE of every job. A job not committed yet is inserted with the new paths anyway.
         # (Names that are not UTF-8 are stored as their bytes, as the queue stores them.)
         self.db.executemany("UPDATE jobs SET path = ?, output_path = ? WHERE id = ?", moved)
+        return len(moved)
 
     def is_parked(self, bucket: str) -> bool:
         """Whether the bucket's jobs are held back."""

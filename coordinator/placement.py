@@ -4,7 +4,8 @@ At start the watcher is told every directory to leave alone (the state dir, ever
 quarantine/), so a bucket may even hold its own output. A bucket added at run time (`ob-ctl bucket add`, or a
 reload) comes with a notes dir the running watcher has never heard of, and a worker sandbox that must allow
 it, so the rules are stricter and simpler: a new bucket neither lies in nor holds the state dir or any notes
-dir, its notes dir lies in no bucket, and no two buckets write into each other's notes.
+dir, it is not nested with another bucket, its notes dir neither lies in nor holds a bucket or our own
+state, processed or quarantine dirs, and no two buckets write into each other's notes.
 
 And the notes dir of a bucket that is already running never moves under it (`moved_outputs`): its notes
 so far would be left behind in the old place, and its queued jobs would write to the new one.
@@ -25,8 +26,13 @@ def placement_problem(config: Config, bucket: BucketConfig) -> str | None:
     output = _real(config.bucket_output(bucket))
     others = [b for b in config.buckets if b.name != bucket.name]
     for other in others:
-        if _real(other.path) == root:
+        theirs = _real(other.path)
+        if theirs == root:
             return f"{root} is already the root of bucket {other.name!r}"
+        # Nested buckets are for the start only: at run time the outer bucket has already queued (or
+        # processed) files the inner one would take again as its own.
+        if overlap(root, theirs):
+            return f"{root} and bucket {other.name!r} ({theirs}) are nested; nest buckets in the config file"
     guarded = [
         ("the state dir", _real(config.service.state_dir)),
         ("the processed dir", _real(config.processed_dir())),
@@ -40,9 +46,12 @@ def placement_problem(config: Config, bucket: BucketConfig) -> str | None:
             return f"{root} is inside {what} {directory}"
         if _within(directory, root):
             return f"{root} holds {what} {directory}"
+    for what, directory in guarded[:3]:  # workers may write in a notes dir: never in our own state
+        if overlap(output, directory):
+            return f"its notes dir {output} overlaps {what} {directory}"
     for other in others:
-        if _within(output, _real(other.path)):
-            return f"its notes dir {output} is inside bucket {other.name!r} ({other.path})"
+        if overlap(output, _real(other.path)):
+            return f"its notes dir {output} and bucket {other.name!r} ({other.path}) are nested"
         theirs = _real(config.bucket_output(other))
         if overlap(output, theirs):
             return f"its notes dir {output} overlaps bucket {other.name!r}'s notes dir {theirs}"

@@ -3,10 +3,10 @@
 A worker builds its sandbox once, before it touches a file, and nothing can widen it from outside: a
 worker started before a bucket was added cannot read that bucket or write its notes. So after a change:
 
-- every live worker whose sandbox is not the one the config asks for now (`Jails.outdated`) is marked as
-  configured before the supervisor's current config generation, and the supervisor replaces it the way it
-  replaces workers after a reload of their settings: a working slot once idle, one slot at a time, a spare
-  at once (a worker still starting when the change came is caught when it is ready);
+- every live worker whose sandbox is not the one the config asks for now (`Jails.outdated`) is marked
+  outdated (`Supervisor.mark_outdated`), and the supervisor replaces it the way it recycles workers: a
+  working slot once idle, one slot at a time, a spare at once (a worker still starting when the change came
+  is caught when it is ready);
 - the jobs of each bucket added meanwhile stay parked in the queue until no worker that may still be
   given a job lacks the bucket; then they are let go.
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from coordinator.queue import JobQueue
     from coordinator.supervisor import Supervisor
 
-#: A worker in these states may still be handed a job (unless it is leaving: `plan` or `kill`).
+#: A worker in these states may still be handed a job (unless it is being killed).
 _MAY_GET_JOBS = frozenset({SlotState.STARTING, SlotState.READY, SlotState.BUSY})
 
 
@@ -66,7 +66,8 @@ class SandboxSync:
             if slot.pid is None or slot.pid not in outdated:
                 continue
             sup.mark_outdated(slot)  # recycled in turn (a spare at once)
-            if slot.kill is None and slot.plan is None and slot.state in _MAY_GET_JOBS:
+            # A draining worker (with a `plan`) counts too: `ob-ctl scale` may take it back before it goes.
+            if slot.kill is None and slot.state in _MAY_GET_JOBS:
                 behind = True
         released = [] if behind else list(self.waiting)
         for name in released:

@@ -156,6 +156,7 @@ class Service:
         self.outcomes.config = config
         self.jails.reconfigure(config)
         self.watcher.tune(config.watcher.settle_s, config.watcher.rescan_interval_s)
+        self.watcher.set_excluded_dirs(excluded_dirs(config, self.state_dir))
 
     def _spawner(self, cfg: Config) -> Spawner:
         return make_spawner(
@@ -209,6 +210,16 @@ class Service:
             self.records = RecordWriter(self.state_dir / "records")
             self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
             self.recovery = recover(self.jobs, self.records, self.outcomes)
+            # A bucket whose root or notes dir changed while we were stopped: its unfinished jobs follow it
+            # (else they would read a path that is gone, or write notes where no sandbox lets them).
+            moved = self.jobs.relocate_all(
+                {
+                    b.name: (os.path.abspath(b.path.expanduser()), str(cfg.bucket_output(b)))
+                    for b in self.buckets
+                }
+            )
+            if moved:
+                logger.warning("{} unfinished job(s) follow their bucket's new root or notes dir", moved)
             self.supervisor = Supervisor(
                 cfg,
                 self.jobs,
@@ -224,12 +235,7 @@ class Service:
                     for b in self.buckets
                 ],
                 temp_ignore=list(cfg.watcher.temp_ignore),
-                exclude_dirs=[
-                    self.state_dir,
-                    cfg.processed_dir(),
-                    cfg.quarantine_dir(),
-                    *(cfg.bucket_output(b) for b in self.buckets),
-                ],
+                exclude_dirs=excluded_dirs(cfg, self.state_dir),
                 settle_s=cfg.watcher.settle_s,
                 rescan_interval_s=cfg.watcher.rescan_interval_s,
                 wake=self._wake,
@@ -324,7 +330,10 @@ class Service:
             if any(fd in ready for fd in pidfds) or now - last_tick >= SUPERVISOR_TICK_S or stop.active:
                 last_tick = now
                 sup.tick(now)
-                self.live.tick()
+                try:
+                    self.live.tick()
+                except Exception:  # (a database that says no): logged; retried at the next tick
+                    logger.exception("releasing a new bucket's jobs failed")
             sup.dispatch(now)
             self.jails.tick()  # after dispatch: a dead worker's clean-up never delays its job's retry
             self.jobs.flush_if_due()
@@ -418,6 +427,16 @@ class Service:
         watcher = getattr(self, "watcher", None)
         if watcher is not None:
             watcher.stop()
+
+
+def excluded_dirs(config: Config, state_dir: Path) -> list[Path]:
+    """What the watcher leaves alone: our own state, moved inputs, and every bucket's notes."""
+    return [
+        state_dir,
+        config.processed_dir(),
+        config.quarantine_dir(),
+        *(config.bucket_output(b) for b in config.buckets),
+    ]
 
 
 class _Stopper:

@@ -222,6 +222,11 @@ class Watcher:
             self._queue_dir(bucket.root)  # no-op unless an outer bucket holds the root
         logger.info("watcher: stopped watching bucket {!r} at {}", name, bucket.root)
 
+    def set_excluded_dirs(self, exclude_dirs: list[Path]) -> None:
+        """The directories to leave alone now (the state dir, processed/quarantine and every bucket's notes
+        dir): a removed bucket's notes dir is free again, an added one's is left alone."""
+        self._buckets.set_excluded_dirs(exclude_dirs)
+
     def tune(self, settle_s: float, rescan_interval_s: float) -> None:
         """A reloaded config's settle window and rescan interval. Files already settling keep their timers;
         the next rescan comes no later than the new interval from now."""

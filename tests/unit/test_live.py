@@ -138,3 +138,27 @@ def test_remove_with_cancel_ends_each_queued_job_with_a_cancelled_record(tmp_pat
     assert svc.jobs.counts()["failed"] == 2 and svc.watcher.bucket_names == ["a"]
     with pytest.raises(Refused, match="the only one"):
         live(svc).remove_bucket("a", None, cancel=False)
+
+
+def test_cancel_reaches_a_bucket_already_gone_and_jobs_that_come_back_later(tmp_path: Path) -> None:
+    a = {"name": "a", "path": str(tmp_path / "a"), "output": str(tmp_path / "notes-a")}
+    svc = service(
+        tmp_path, a, {"name": "b", "path": str(tmp_path / "b"), "output": str(tmp_path / "notes-b")}
+    )
+    jobs = []
+    for i in range(2):
+        job = svc.jobs.add(
+            ("b", f"{i}.txt", 1, 1, i), path=tmp_path / "b" / f"{i}.txt", relpath=f"{i}.txt", output_path="x"
+        )
+        assert job is not None
+        jobs.append(job)
+    svc.jobs.flush()
+    running = svc.jobs.pop_queued()
+    assert running is jobs[0]
+    svc.jobs.mark_running(running, "0.1", lease_s=10)
+    lc = live(svc)
+    assert lc.remove_bucket("b", None, cancel=False)["parked"] == 1  # parked, the running one finishes
+    assert lc.remove_bucket("b", None, cancel=True)["cancelled"] == 1  # gone already: still cancellable
+    svc.jobs.requeue(running, "WorkerCrash: died")  # its worker died: it comes back, to a cancelled bucket
+    lc.tick()
+    assert svc.jobs.counts()["failed"] == 2 and svc.jobs.parked() == {}

@@ -336,3 +336,28 @@ def test_parking_a_bucket_with_no_jobs_holds_the_ones_it_gets_later(tmp_path: Pa
     assert q.queued_by_bucket() == {"new": 1}
     assert q.unpark("new") == 1 and q.unpark("new") == 0
     assert drain(q) == ["new/x"]
+
+
+def test_a_delayed_retry_of_a_bucket_that_returns_elsewhere_follows_it_too(tmp_path: Path) -> None:
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", clock=clock)
+    job = add_to(q, "gone", "x.txt")
+    q.flush()
+    popped = q.pop_queued()
+    assert popped is job
+    q.mark_running(job, "0.1", lease_s=10)
+    q.requeue(job, "WorkerCrash: died", front=False, delay=5.0)  # in the heap, not the parked list
+    q.park("gone")
+    q.unpark("gone", root="/new/root", output="/new/notes")
+    clock.now += 10
+    again = q.pop_queued()
+    assert again is job and job.path == "/new/root/x.txt" and job.output_path == "/new/notes/x.txt.obs.md"
+
+
+def test_relocate_all_moves_every_unfinished_job_of_a_moved_bucket_in_one_pass(tmp_path: Path) -> None:
+    q = JobQueue(tmp_path / "q.db")
+    stay = add_to(q, "a", "1", inode=1)
+    move = add_to(q, "b", "2", inode=2)
+    q.flush()
+    assert q.relocate_all({"a": ("/a", "/n/a"), "b": ("/elsewhere", "/n/b")}) == 1
+    assert stay.path == "/a/1" and move.path == "/elsewhere/2"

@@ -148,9 +148,12 @@ def test_placement_rules(tmp_path: Path) -> None:
     assert "holds bucket 'a''s notes dir" in (
         problem(path=str(tmp_path / "x"), output=str(tmp_path / "n")) or ""
     )
-    assert "holds the state dir" in (problem(path=str(tmp_path), output=str(tmp_path / "n")) or "")
-    assert "is inside bucket 'a'" in (
-        problem(path=str(tmp_path / "n"), output=str(tmp_path / "a" / "o")) or ""
+    assert "are nested; nest buckets in the config file" in (
+        problem(path=str(tmp_path), output=str(tmp_path / "n")) or ""
+    )
+    assert "and bucket 'a'" in (problem(path=str(tmp_path / "n"), output=str(tmp_path / "a" / "o")) or "")
+    assert "overlaps the state dir" in (
+        problem(path=str(tmp_path / "n"), output=str(tmp_path / "state" / "records")) or ""
     )
     assert "overlaps bucket 'a''s notes dir" in (
         problem(path=str(tmp_path / "n"), output=str(tmp_path / "x" / "notes-a" / "sub")) or ""

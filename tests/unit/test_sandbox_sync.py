@@ -37,13 +37,13 @@ def add(jobs: JobQueue, bucket: str, name: str) -> None:
 
 
 def test_a_new_buckets_jobs_wait_until_every_worker_that_may_get_one_reaches_it() -> None:
-    busy, leaving = slot(10, SlotState.BUSY), slot(11, plan="scaled down")
+    busy, leaving = slot(10, SlotState.BUSY), slot(11, SlotState.STOPPING, plan="scaled down")
     sync, jails, sup, jobs = make(busy, leaving, slot(None, SlotState.BACKOFF))
     jails.stale = {10, 11}
     sync.changed({"new": ("/new", "/notes-new")})
     add(jobs, "new", "a.txt")
     assert jobs.pop_queued() is None and jobs.parked() == {"new": 1}
-    # Both are marked for recycling; the busy one still counts, the leaving one does not.
+    # Both are marked for recycling; the busy one still counts, the one already exiting does not.
     assert busy.outdated and leaving.outdated
     assert sync.tick() == [] and sync.active
 
@@ -76,4 +76,13 @@ def test_a_bucket_removed_before_its_jobs_went_out_stays_parked() -> None:
     add(jobs, "new", "a.txt")
     sync.forget("new")
     jails.stale = set()
+    assert sync.tick() == [] and jobs.parked() == {"new": 1}
+
+
+def test_a_draining_worker_still_counts_it_may_be_taken_back() -> None:
+    draining = slot(40, SlotState.BUSY, plan="scaled down")  # `ob-ctl scale` may keep it after all
+    sync, jails, _, jobs = make(draining)
+    jails.stale = {40}
+    sync.changed({"new": ("/new", "/notes-new")})
+    add(jobs, "new", "a.txt")
     assert sync.tick() == [] and jobs.parked() == {"new": 1}
