@@ -144,7 +144,10 @@ class Supervisor(Operations, Replacing):
         try:
             proc = self.spawn(slot.index, slot.generation)
         except OSError as exc:
+            # A crash like any other: the breaker counts it and the backoff throttles the next try.
             logger.error("slot {}: could not start a worker: {}", slot.index, exc)
+            if not slot.spare:
+                self._verdict(slot, now, f"could not start a worker: {exc}")
             self._after_death(slot, now, uptime=0.0)
             return
         slot.attach(proc, now, f"{slot.index}.{slot.generation}")

@@ -374,3 +374,22 @@ def test_restart_worker_refuses_a_slot_being_removed(tmp_path: Path) -> None:
         assert "being removed" in str(exc)
     else:
         raise AssertionError("restart of a removing slot was accepted")
+
+
+def test_spawn_failures_go_through_the_backoff_never_a_tight_loop(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, **{"service.workers": 1, "supervisor.spare_workers": 0, "supervisor.max_restarts": 3})
+    calls: list[float] = []
+
+    def broken_spawn(slot: int, generation: int) -> object:
+        calls.append(rig.now)
+        raise OSError(12, "Cannot allocate memory")
+
+    rig.sup.spawn = broken_spawn  # type: ignore[assignment]
+    rig.sup.start_all(rig.now)
+    slot = rig.sup.find(0)
+    assert slot.state is SlotState.BACKOFF and slot.breaker.row(rig.now)["consecutive_failures"] == 1
+    for _ in range(200):  # 20 s in 0.1 s steps
+        rig.advance(0.1)
+    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    assert len(calls) == 4 and all(g >= 0.5 for g in gaps)  # the first try and 3 restarts, spaced out
+    assert slot.state is SlotState.FAILED  # then failed, with its trial start after the cool-down
