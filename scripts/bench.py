@@ -829,6 +829,11 @@ def scenario_crash_recovery(b: Bench) -> dict[str, Any]:
         # stable_uptime_s = 0: every kill is charged as a first crash (the backoff delay does not grow
         # from one kill to the next); see docs/benchmarks.md.
         supervisor={"max_restarts": 1000, "quarantine_after": 100, "stable_uptime_s": 0.0},
+        # Breakers and the fleet guard off: this scenario SIGKILLs busy workers 20 times on purpose, which
+        # they would rightly take for a broken slot (or a restart storm) and stop feeding it for
+        # `recovery_s` (or `probe_interval_s`); here we measure how fast a slot is refilled, not that policy.
+        breaker={"failure_threshold": 0, "failure_rate": 1.0},
+        fleet={"open_fraction": 0.0, "max_restarts": 0},
     )
     old = time.time() - OLD_S
     for i in range(sz.slow_files):
