@@ -32,6 +32,12 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="TRACE, DEBUG, INFO, WARNING, ERROR")
     parser.add_argument("--log-json", action="store_true", default=None, help="log one JSON object per line")
     parser.add_argument(
+        "--status-interval",
+        type=float,
+        metavar="SECONDS",
+        help="log a compact status line this often (0: never, the default)",
+    )
+    parser.add_argument(
         "--sandbox-require",
         metavar="LAYERS",
         help='sandbox layers the workers must have, comma-separated ("landlock,seccomp"), or "auto"',
@@ -47,6 +53,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         ("state_dir", "service.state_dir"),
         ("log_level", "service.log_level"),
         ("log_json", "service.log_json"),
+        ("status_interval", "service.status_interval_s"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

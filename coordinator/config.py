@@ -7,9 +7,11 @@ the file, the field and what is wrong, so the CLI can print it and exit 2 before
 
 from __future__ import annotations
 
+import os
 import re
 import string
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +47,7 @@ class ServiceConfig(_Section):
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     log_json: bool = False
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=3600)
+    status_interval_s: float = Field(default=0.0, ge=0, le=86400)  # a compact status line in the log (0: off)
 
 
 class WatcherConfig(_Section):
@@ -142,6 +145,26 @@ class FleetConfig(_Section):
     max_restarts: int = Field(default=20, ge=0, le=100_000)  # more restarts than this ... (0: off)
     restart_window_s: float = Field(default=60.0, gt=0, le=86400)  # ... within this many seconds
     probe_interval_s: float = Field(default=10.0, ge=0, le=86400)  # while paused: one probe job this often
+
+
+class MetricsSection(_Section):
+    """Snapshots of the metrics and the markdown reports (see docs/design.md, "Metrics and reports")."""
+
+    snapshot_interval_s: float = Field(default=60.0, ge=1, le=86400)  # METRICS-*.json, reports, a log entry
+    retention: int = Field(default=1440, ge=1, le=1_000_000)  # snapshots kept (a day at one a minute)
+    reports: bool = True  # RUN_SUMMARY.md, METRICS_SNAPSHOT.md, CONTEXT_TREE.md, CONFIG_DUMP.md
+
+
+class AlertsConfig(_Section):
+    """Alert thresholds (0 switches one off): a breach is logged, shown in status and the snapshot, and
+    makes health `degraded` until it clears."""
+
+    error_rate: float = Field(default=0.5, ge=0, le=1)  # failed share of the last 5 minutes' files
+    queue_depth: int = Field(default=10_000, ge=0)  # queued jobs
+    queue_wait_p95_s: float = Field(default=600.0, ge=0)  # P95 wait from admission to a worker
+    failed_slots: int = Field(default=1, ge=0)  # worker slots in `failed`
+    restarts_per_min: int = Field(default=10, ge=0)  # worker restarts in the last minute
+    disk_free_mb: int = Field(default=512, ge=0)  # free space where notes and records are written
 
 
 class SandboxConfig(_Section):
@@ -290,6 +313,8 @@ class Config(_Section):
     balancer: BalancerConfig = Field(default_factory=BalancerConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
     skills: list[SkillRuleConfig] = Field(default_factory=list)
     grep: list[GrepRuleConfig] = Field(default_factory=list)
@@ -364,8 +389,34 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Read `path` (or the default file if it exists, else the embedded defaults) and apply overrides.
+#: Environment variables that set one field each: OPENBUCKETS_<SECTION>__<KEY>, e.g.
+#: OPENBUCKETS_SERVICE__WORKERS=8 or OPENBUCKETS_WATCHER__TEMP_IGNORE='["*.tmp"]' (a TOML value; anything
+#: that does not parse as one is taken as a string). Over the file, under the command line.
+ENV_PREFIX = "OPENBUCKETS_"
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, Any]]:
+    """{dotted field: (variable name, value)} from the OPENBUCKETS_* variables of `environ` (os.environ)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for name, raw in sorted((os.environ if environ is None else environ).items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out[dotted] = (name, value)
+    return out
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read `path` (or the default file if it exists, else the embedded defaults), then the OPENBUCKETS_*
+    environment variables (`env_overrides`), then apply overrides (the command line's).
 
     `overrides` maps dotted field names (`service.workers`) to values; `buckets` replaces the whole list.
     Raises `ConfigError` with one line naming the file, the field and the problem.
@@ -389,8 +440,13 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             raise ConfigError(f"{source}: invalid TOML: {exc}") from None
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{source}: not UTF-8 text: {exc.reason}") from None
+    from_env = env_overrides(environ)
+    for dotted, (_, value) in from_env.items():
+        _set_dotted(data, dotted, value)
     for dotted, value in (overrides or {}).items():
         _set_dotted(data, dotted, value)
+    if from_env:
+        source += f" (with {', '.join(name for name, _ in from_env.values())})"
     return config_from(data, source)
 
 

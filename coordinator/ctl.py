@@ -1,7 +1,8 @@
 """`ob-ctl`: ask the coordinator how things are, and tell it to retry or release jobs.
 
     ob-ctl [--state-dir DIR | --config FILE] workers [--json]
-    ob-ctl [--state-dir DIR | --config FILE] status [--json]
+    ob-ctl [--state-dir DIR | --config FILE] status [--json | --watch]
+    ob-ctl [--state-dir DIR | --config FILE] health
     ob-ctl [--state-dir DIR | --config FILE] jobs [--state S] [--bucket B] [--limit N] [--json]
     ob-ctl [--state-dir DIR | --config FILE] errors [--since 1h] [--category C] [--limit N] [--json]
     ob-ctl [--state-dir DIR | --config FILE] retry JOB_ID | --failed | --quarantined
@@ -10,6 +11,10 @@
     ob-ctl [--state-dir DIR | --config FILE] restart-worker SLOT
     ob-ctl [--state-dir DIR | --config FILE] drain | resume
     ob-ctl [--state-dir DIR | --config FILE] breaker [list | reset SLOT]
+    ob-ctl [--state-dir DIR | --config FILE] errors stats [--since 24h] | errors resolve ID...
+    ob-ctl [--state-dir DIR | --config FILE] report [--since 24h] [--group-by bucket|skill|type]
+    ob-ctl [--state-dir DIR | --config FILE] metrics
+    ob-ctl [--state-dir DIR | --config FILE] reload | bucket [list | add DIR | remove NAME]
     ob-ctl [--state-dir DIR | --config FILE] reload
     ob-ctl [--state-dir DIR | --config FILE] bucket [list | remove NAME_OR_DIR [--cancel]]
     ob-ctl [--state-dir DIR | --config FILE] bucket add DIR [--name N] [--patterns GLOB ...]
@@ -19,7 +24,17 @@
 beside the live coordinator), so they also work with the service stopped; everything else is a request on
 the coordinator's control socket. Each command is a module in `coordinator.commands`.
 
-Exit codes: 0 answered, 1 no coordinator / no queue database / request failed, 2 bad usage or config.
+Exit codes, in the LSB habit supervisorctl users know:
+
+    0  answered (and, for `workers` and `status`, every worker slot is running)
+    1  the request was refused or failed
+    2  bad usage or a bad config
+    3  `workers` / `status`: a worker slot is not running (restarting, failed or stopped)
+    4  nobody to ask: no coordinator answers, or no queue database to read
+
+`ob-ctl health` has its own, for cron jobs and container health checks: 0 healthy, 1 degraded,
+2 unhealthy (4 when the coordinator cannot be reached). A command module may say its own exit code
+(`exit_code(result)`).
 """
 
 from __future__ import annotations
@@ -39,7 +54,7 @@ from coordinator.queries import NoQueue
 from protocol.codec import DecodeError
 from protocol.control import decode_reply, encode_request
 
-EXIT_OK, EXIT_NO_COORDINATOR, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 
 class NoCoordinator(Exception):
@@ -139,6 +154,24 @@ def _request_args(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k not in _OWN_OPTIONS and not k.startswith("_")}
 
 
+def _watch(state_dir: Path, args: argparse.Namespace) -> int:
+    """`status --watch`: the live view (coordinator.commands.live_view)."""
+    from coordinator.commands.live_view import watch
+
+    if args.json:
+        print("ob-ctl: status: --watch is for people, --json for scripts: give one of them", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ask = lambda command: request(state_dir, command, timeout_s=args.timeout)  # noqa: E731
+        return watch(ask, state_dir, frames=args.frames)
+    except NoCoordinator as exc:
+        print(f"ob-ctl: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except RuntimeError as exc:
+        print(f"ob-ctl: status: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ob-ctl` script."""
     args = build_parser().parse_args(argv)
@@ -150,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ob-ctl: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "watch", False):
+        return _watch(state_dir, args)
     try:
         if hasattr(module, "local"):
             result = module.local(state_dir, args)
@@ -157,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             result = request(state_dir, args._wire, _request_args(args), timeout_s=args.timeout)
     except (NoCoordinator, NoQueue) as exc:
         print(f"ob-ctl: {exc}", file=sys.stderr)
-        return EXIT_NO_COORDINATOR
+        return EXIT_UNREACHABLE
     except (RuntimeError, sqlite3.Error) as exc:
         print(f"ob-ctl: {args._wire}: {exc}", file=sys.stderr)
-        return EXIT_NO_COORDINATOR
+        return EXIT_FAILED
     try:
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))
@@ -168,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             print(module.render(result))
     except BrokenPipeError:  # `ob-ctl jobs | head -1`
         sys.stderr.close()
-    return EXIT_OK
+    exit_code = getattr(module, "exit_code", None)
+    return int(exit_code(result)) if exit_code is not None else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -480,6 +480,18 @@ class MetricsCollector:
         span = now - max(first * bucket_s, self.started)
         return rate.count(first) / max(span, bucket_s)
 
+    def count(self, name: str, window_s: float, now: float) -> int:
+        """Increments of counter `name` in the last `window_s` seconds (whole buckets, as `rate`): a count,
+        not a rate times a window, so "restarts in the last minute" is not extrapolated from a young run."""
+        if not 0 < window_s <= self.config.rate_history_s:
+            raise ValueError(f"window_s must be in (0, {self.config.rate_history_s}], got {window_s}")
+        rate = self._rates.get(name)
+        if rate is None:
+            return 0
+        bucket_s = self.config.rate_bucket_s
+        buckets = max(1, math.ceil(window_s / bucket_s - 1e-9))
+        return rate.count(math.floor(now / bucket_s) - buckets + 1)
+
     # -- gauges -----------------------------------------------------------------------------------------
 
     def set_gauge(self, name: str, value: float, now: float) -> None:
@@ -617,6 +629,12 @@ class MetricsCollector:
             "statistics": stats,
             "errors_by_category": errors,
         }
+
+    def quantile_since(self, name: str, since: Checkpoint, q: float) -> float | None:
+        """Quantile `q` of histogram `name` over the observations made after checkpoint `since`."""
+        if name not in self._histograms:
+            return None
+        return self._period_histogram(name, since).quantile(q)
 
     # -- internals --------------------------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ class Outcomes:
         self.records = records
         self.health = health
         self.rng = rng or random.Random()
+        # Told of every terminal record (the telemetry counts files, successes and failures from it):
+        # (job, state, error category or None, the grep rules its note matched, or None).
+        self.on_end: Callable[[Job, JobState, str | None, list[str] | None], None] | None = None
 
     def retry_delay(self, job: Job) -> float:
         """Exponential backoff with jitter over the job's attempts so far: initial x factor^(attempts - 1),
@@ -59,7 +62,8 @@ class Outcomes:
         return self.rng.uniform(delay / 2, delay) if delay > 0 else 0.0
 
     def recovery(self, job: Job, *, tried: str, why: str) -> dict[str, Any]:
-        """An ERROR record's `recovery` block: what was tried before giving up, and why it ended."""
+        """An ERROR record's `recovery` block: what was tried before giving up, and why it ended. Every
+        ending here passes one, so all ERROR records carry the same keys whichever way the job ended."""
         jobs = self.config.jobs
         return {
             "attempted": job.attempts > 1,
@@ -77,7 +81,12 @@ class Outcomes:
         }
 
     def _terminal(
-        self, job: Job, state: JobState, write: Callable[[], WrittenRecord], error: str | None
+        self,
+        job: Job,
+        state: JobState,
+        write: Callable[[], WrittenRecord],
+        error: str | None,
+        grep_rules: list[str] | None = None,
     ) -> bool:
         try:
             record = write()
@@ -90,6 +99,8 @@ class Outcomes:
             return False
         self.health.clear("records")
         self.queue.finish(job, state, record=record, error=error)
+        if self.on_end is not None:
+            self.on_end(job, state, record.category, grep_rules)
         return True
 
     def _error_end(self, job: Job, state: JobState, error: str, **record: Any) -> bool:
@@ -107,6 +118,7 @@ class Outcomes:
             JobState.DONE,
             lambda: self.records.success(job, result=_as_dict(body), duration_s=body.duration_s),
             None,
+            [m.rule for m in body.facts.grep_matches] if body.facts and body.facts.grep_matches else None,
         ):
             self._after_success(job)
 
@@ -188,6 +200,7 @@ class Outcomes:
             code=job.kind,
             component="watcher",
             operation="admit",
+            recovery=self.recovery(job, tried="none", why=f"a {job.kind} is never opened"),
         )
 
     def cancelled(self, job: Job, why: str) -> None:
@@ -202,6 +215,7 @@ class Outcomes:
             message=why,
             component="operator",
             operation="cancel",
+            recovery=self.recovery(job, tried="none", why="cancelled by an operator"),
         )
 
     def _after_success(self, job: Job) -> None:

@@ -1,4 +1,5 @@
-"""Read-only questions to the queue database, for `ob-ctl jobs`, `errors` and `quarantine list`.
+"""Read-only questions to the queue database, for `ob-ctl jobs`, `errors` and `quarantine list` (the
+trackers' aggregates are in `coordinator.error_stats` and `coordinator.success_stats`).
 
 Pure functions over a `sqlite3.Connection` (open it with `coordinator.queue.connect(path, readonly=True)`):
 `ob-ctl` runs them in its own process, beside a live coordinator or after it stopped, because WAL lets a
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.queue import connect, db_text
+from coordinator.records import NAME_RE
+from coordinator.schema import SCHEMA_VERSION
 
 #: The columns `jobs` shows; `kind` and `path` tell a symlink or a moved input apart.
 JOB_COLUMNS = (
@@ -21,8 +24,8 @@ JOB_COLUMNS = (
     "last_error", "record", "created_at", "started_at", "finished_at",
 )  # fmt: skip
 RECORD_COLUMNS = (
-    "name", "job_id", "state", "category", "severity", "bucket", "relpath", "timestamp", "message",
-    "superseded",
+    "name", "job_id", "state", "category", "severity", "component", "bucket", "relpath", "timestamp",
+    "message", "superseded", "resolved", "resolved_at",
 )  # fmt: skip
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -39,9 +42,18 @@ def open_queue(state_dir: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise NoQueue(f"no queue database in {path.parent}")
     try:
-        return connect(path, readonly=True)
+        conn = connect(path, readonly=True)
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
     except sqlite3.Error as exc:
         raise NoQueue(f"cannot open {path}: {exc}") from None
+    if version < SCHEMA_VERSION:
+        # Read-only here, and the coordinator is the queue's only writer: it migrates at its next start.
+        conn.close()
+        raise NoQueue(
+            f"{path} has schema v{version}, older than this ob-ctl's v{SCHEMA_VERSION}: start the "
+            "coordinator once to upgrade it"
+        )
+    return conn
 
 
 def parse_duration(text: str) -> float:
@@ -81,12 +93,16 @@ def errors(
     *,
     since: float | None = None,
     category: str | None = None,
+    unresolved: bool = False,
     limit: int | None = 50,
 ) -> list[dict[str, Any]]:
     """ERROR records newest first; `since` is a wall-clock time (epoch seconds), `category` matches
-    regardless of case. Superseded records (their job was retried since) are included and flagged."""
+    regardless of case, `unresolved` leaves out the ones an operator resolved. Superseded records (their
+    job was retried since) are included and flagged."""
     clauses: list[str] = ["kind = 'ERROR'"]
     params: list[float | str] = []
+    if unresolved:
+        clauses.append("resolved = 0")
     if since is not None:
         clauses.append("timestamp >= ?")
         params.append(since)
@@ -100,7 +116,28 @@ def errors(
     rows = [_row(row) for row in conn.execute(sql, (*params, _limit(limit)))]
     for row in rows:
         row["superseded"] = bool(row["superseded"])
+        row["resolved"] = bool(row["resolved"])
     return rows
+
+
+def record_ref(text: str) -> int | str:
+    """What `ob-ctl errors resolve` takes: a job id (an int: all of that job's ERROR records) or a record
+    file's name (a str, `.json` optional: that one record). ValueError for anything else."""
+    spec = text.strip()
+    if spec.isdigit() and int(spec) > 0:
+        return int(spec)
+    name = spec if spec.endswith(".json") else spec + ".json"
+    if NAME_RE.match(name):
+        return name
+    raise ValueError(f"not a job id or record name: {text!r} (see ob-ctl errors)")
+
+
+def records_named(conn: sqlite3.Connection, ref: int | str) -> list[dict[str, Any]]:
+    """The indexed records a `record_ref` names: every record of a job (oldest first), or the one record
+    of that name; empty when the index has none."""
+    column = "job_id" if isinstance(ref, int) else "name"
+    sql = f"SELECT name, job_id, kind, state, resolved FROM records WHERE {column} = ? ORDER BY timestamp"
+    return [_row(row) for row in conn.execute(sql, (ref,))]
 
 
 def _where(**filters: str | None) -> tuple[str, list[str]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 from coordinator.jobs import Job, VersionKey
 from coordinator.parking import Parking
-from coordinator.records import WrittenRecord
+from coordinator.records import INDEX_COLUMNS, WrittenRecord
 from coordinator.schema import migrate
 from coordinator.states import ALL_JOB_STATES, TERMINAL_JOB_STATES, JobState
 from protocol.messages import text_or_fs_bytes
@@ -52,6 +52,9 @@ _INSERT_NEW = (
     "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _QUEUED = JobState.QUEUED.value
+_INSERT_RECORD = "INSERT OR IGNORE INTO records ({}) VALUES ({})".format(
+    ", ".join(INDEX_COLUMNS), ", ".join("?" * len(INDEX_COLUMNS))
+)
 _UPDATE = (
     "UPDATE jobs SET sha256=?, state=?, attempts=?, kills=?, worker=?, lease_until=?, not_before=?, "
     "started_at=?, finished_at=?, last_error=?, record=?, path=? WHERE id=?"
@@ -131,6 +134,7 @@ class JobQueue(Parking):
         self._dirty: dict[int, Job] = {}
         self._new_records: list[tuple[Any, ...]] = []
         self._superseded: list[str] = []  # record names
+        self._resolved: list[tuple[float, str]] = []  # (when, record name): an operator resolved the error
         self.commits = 0
         self._last_flush = time.monotonic()
         self._load()
@@ -314,6 +318,11 @@ class JobQueue(Parking):
         self._superseded += [row[0] for row in self._new_records if row[1] == job.id]
         self._enqueue(job, front=True)
 
+    def resolve(self, names: list[str], at: float) -> None:
+        """Mark ERROR records resolved (`ob-ctl errors resolve`); committed with the next flush. A record
+        already resolved keeps its first time."""
+        self._resolved += [(at, name) for name in names]
+
     def set_path(self, job: Job, path: str | Path) -> None:
         """The input moved (processed/ or quarantine/): remember where it is now."""
         job.path = str(path)
@@ -323,7 +332,7 @@ class JobQueue(Parking):
 
     def pending(self) -> bool:
         """Whether anything waits to be committed."""
-        return bool(self._new or self._dirty or self._new_records or self._superseded)
+        return bool(self._new or self._dirty or self._new_records or self._superseded or self._resolved)
 
     def has_new(self) -> bool:
         """Whether jobs were added since the last commit (they must be committed before they go out)."""
@@ -345,7 +354,8 @@ class JobQueue(Parking):
         if not self.pending():
             return
         new, dirty, records, superseded = self._new, self._dirty, self._new_records, self._superseded
-        self._new, self._dirty, self._new_records, self._superseded = [], {}, [], []
+        resolved = self._resolved
+        self._new, self._dirty, self._new_records, self._superseded, self._resolved = [], {}, [], [], []
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -354,18 +364,22 @@ class JobQueue(Parking):
             # values instead of 21 is a third of the insert's cost, on the start-up scan's hot path.
             db.executemany(_INSERT_NEW, [_new_row(j) for j in new])
             db.executemany(_UPDATE, [_update(j) for j in dirty.values()])
-            rows = [(*r[:7], _db(r[7]), r[8], _db(r[9])) for r in records]  # relpath, message: names
-            db.executemany("INSERT OR IGNORE INTO records VALUES (?,?,?,?,?,?,?,?,?,?,0)", rows)
+            rows = [(*r[:7], _db(r[7]), r[8], _db(r[9]), *r[10:]) for r in records]  # relpath, message: names
+            db.executemany(_INSERT_RECORD, rows)
             # After the inserts: a record written and superseded within one iteration is marked too.
             names = [(name,) for name in superseded]
             db.executemany("UPDATE records SET superseded = 1 WHERE name = ?", names)
+            db.executemany(
+                "UPDATE records SET resolved = 1, resolved_at = ? WHERE name = ? AND resolved = 0", resolved
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            self._new, self._new_records, self._superseded = (
+            self._new, self._new_records, self._superseded, self._resolved = (
                 new + self._new,
                 records + self._new_records,
-                superseded,
+                superseded + self._superseded,
+                resolved + self._resolved,
             )
             self._dirty = dirty | self._dirty
             raise

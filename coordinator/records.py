@@ -22,28 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
+from coordinator.errors_table import CATEGORIES, severity_of
 from coordinator.jobs import Job
+from coordinator.record_schema import problems
 from coordinator.states import JobState
 
-#: Severity of each error category, on the seed design's INFO / WARNING / ERROR scale: ERROR when the
-#: service or its setup is at fault (someone must act), WARNING when a file could not be read or a tool
-#: failed on it (worth a look), INFO when the file simply is what it is (binary, corrupt, too large) or an
-#: operator chose its end (`Cancelled`: its bucket was removed with `ob-ctl bucket remove --cancel`).
-SEVERITY = {
-    "Configuration": "ERROR",
-    "System": "ERROR",
-    "WorkerCrash": "ERROR",
-    "Timeout": "ERROR",
-    "ResourceLimit": "ERROR",
-    "SandboxViolation": "ERROR",
-    "Quarantined": "ERROR",
-    "Protocol": "ERROR",
-    "ExternalTool": "WARNING",
-    "FileAccess": "WARNING",
-    "PatternMatching": "WARNING",
-    "FileContent": "INFO",
-    "Cancelled": "INFO",
-}
+#: Severity of each error category (kept for its importers; the table itself, with what each category means
+#: and whether it is retryable, is `coordinator.errors_table`).
+SEVERITY = {name: row.severity for name, row in CATEGORIES.items()}
 
 #: Linux's unnamed-file flag; 0 elsewhere, where records always go through a named temp file.
 _O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
@@ -55,7 +43,9 @@ NAME_RE = re.compile(r"^(SUCCESS|ERROR)-(\d{4}-\d{2}-\d{2}-\d{6})-(\d+)(?:-\d+)?
 
 @dataclass(frozen=True, slots=True)
 class WrittenRecord:
-    """A record file on disk, and what the SQLite index keeps of it."""
+    """A record file on disk, and what the SQLite index keeps of it: for an ERROR record what the error
+    tracker counts (category, severity, component), for a SUCCESS record what `ob-ctl report` sums
+    (duration, bytes, skill, file type)."""
 
     name: str
     kind: str  # SUCCESS | ERROR
@@ -63,23 +53,52 @@ class WrittenRecord:
     category: str | None = None
     severity: str | None = None
     message: str | None = None
+    component: str | None = None
+    duration_s: float | None = None
+    bytes: int | None = None
+    skill: str | None = None
+    file_type: str | None = None
 
     def index_row(self, job: Job, state: JobState) -> tuple[Any, ...]:
-        """The row for the `records` table."""
+        """The row for the `records` table, in `INDEX_COLUMNS` order."""
         return (
             self.name, job.id, self.kind, state.value, self.category, self.severity,
-            job.bucket, job.relpath, self.timestamp, self.message,
+            job.bucket, job.relpath, self.timestamp, self.message, self.component,
+            self.duration_s, self.bytes, self.skill, self.file_type,
         )  # fmt: skip
 
     @classmethod
     def from_file(cls, path: Path) -> tuple[WrittenRecord, JobState]:
-        """Read a record back (recovery): the record, and the job state it recorded."""
+        """Read a record back (recovery): the record, with the index's fields taken from its JSON, and the
+        job state it recorded."""
         data = json.loads(path.read_text())
         kind = "SUCCESS" if path.name.startswith("SUCCESS") else "ERROR"
         state = JobState(data.get("state", "done" if kind == "SUCCESS" else "failed"))
         ts = datetime.fromisoformat(data["timestamp"].replace("Z", "+00:00")).timestamp()
-        message = (data.get("error") or {}).get("message")
-        return cls(path.name, kind, ts, data.get("category"), data.get("severity"), message), state
+        if kind == "ERROR":
+            message = (data.get("error") or {}).get("message")
+            category = data.get("category")
+            severity = data.get("severity") or severity_of(category)
+            return cls(path.name, kind, ts, category, severity, message, data.get("component")), state
+        processing = data.get("processing") or {}
+        record = cls(
+            path.name,
+            kind,
+            ts,
+            duration_s=processing.get("duration"),
+            bytes=processing.get("bytesProcessed"),
+            skill=(data.get("context") or {}).get("skill"),
+            file_type=processing.get("fileType"),
+        )
+        return record, state
+
+
+#: The `records` columns `WrittenRecord.index_row` fills; the rest (superseded, resolved, resolved_at) keep
+#: their defaults until an operator retries the job or resolves the error.
+INDEX_COLUMNS = (
+    "name", "job_id", "kind", "state", "category", "severity", "bucket", "relpath", "timestamp", "message",
+    "component", "duration_s", "bytes", "skill", "file_type",
+)  # fmt: skip
 
 
 def job_id_of(name: str) -> int | None:
@@ -95,6 +114,9 @@ class RecordWriter:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.written = 0
+        #: Records that failed their schema (`coordinator.record_schema`): each one is a bug, logged and
+        #: written anyway with a `validation` block, never dropped.
+        self.invalid = 0
         self._dir = os.fspath(directory) + os.sep  # string paths: pathlib costs more than the I/O here
         self._second = -1
         self._stamp = ""
@@ -115,6 +137,9 @@ class RecordWriter:
     def _write(self, prefix: str, job: Job, payload: dict[str, Any]) -> tuple[str, float]:
         now = time.time()
         stamp, payload["timestamp"] = self._stamps(now)
+        found = problems(prefix, payload)
+        if found:
+            self._flag_invalid(prefix, job, payload, found)
         # Compact: the indenting encoder is pure Python and cost ~100 µs a record on the hot path.
         data = json.dumps(payload, separators=(",", ":"), default=str).encode()
         name = self._publish_anonymous(data, _names(prefix, stamp, job.id)) if self._anonymous else None
@@ -122,6 +147,18 @@ class RecordWriter:
             name = self._publish_named(prefix, data, _names(prefix, stamp, job.id))
         self.written += 1
         return name, now
+
+    def _flag_invalid(self, prefix: str, job: Job, payload: dict[str, Any], found: list[str]) -> None:
+        """A record that fails its schema is a bug in the code that built it: say so loudly and count it,
+        but write it all the same (with what is wrong), since a record is never silently dropped."""
+        self.invalid += 1
+        payload["validation"] = {"ok": False, "problems": found}
+        logger.error(
+            "BUG: the {} record of job {} fails its schema and is written flagged: {}",
+            prefix,
+            job.id,
+            "; ".join(found),
+        )
 
     def _publish_anonymous(self, data: bytes, names: Iterator[str]) -> str | None:
         """Write `data` to an unnamed file (O_TMPFILE) and link it under the first free name. Nothing is
@@ -216,7 +253,15 @@ class RecordWriter:
                 },
             },
         )
-        return WrittenRecord(name, "SUCCESS", ts)
+        return WrittenRecord(
+            name,
+            "SUCCESS",
+            ts,
+            duration_s=duration_s,
+            bytes=facts.get("size"),
+            skill=facts.get("skill"),
+            file_type=facts.get("file_type"),
+        )
 
     def error(
         self,
@@ -233,7 +278,7 @@ class RecordWriter:
         recovery: dict[str, Any] | None = None,
     ) -> WrittenRecord:
         """Record a job that ended without a note (`state` is failed or quarantined)."""
-        severity = SEVERITY.get(category, "WARNING")
+        severity = severity_of(category)
         record_name, ts = self._write(
             "ERROR",
             job,
@@ -250,17 +295,26 @@ class RecordWriter:
                 "relativePath": job.relpath,
                 "operation": operation,
                 "error": {"name": name, "message": message, "code": code, "stack": stack},
-                "context": {
-                    "kind": job.kind,
-                    "worker": job.worker,
-                    "lastError": job.last_error,
-                    "version": _version(job),
-                },
+                "context": error_context(job),
                 "recovery": recovery or {"attempted": False, "fallback": None, "successful": False},
                 "attempts": job.attempts,
             },
         )
-        return WrittenRecord(record_name, "ERROR", ts, category, severity, message[:500])
+        return WrittenRecord(record_name, "ERROR", ts, category, severity, str(message)[:500], component)
+
+
+def error_context(job: Job) -> dict[str, Any]:
+    """An ERROR record's `context`: which worker held the job, how often it was tried and killed a worker,
+    the error before this one, and the file version it was about. Every ERROR record has all of these keys,
+    whichever component ended the job."""
+    return {
+        "kind": job.kind,
+        "worker": job.worker,
+        "attempts": job.attempts,
+        "kills": job.kills,
+        "lastError": job.last_error,
+        "version": _version(job),
+    }
 
 
 def _grep_match(match: Any) -> dict[str, Any]:

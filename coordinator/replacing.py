@@ -84,6 +84,7 @@ class Replacing:
             and (cause is None or cause.category == "planned")
         )
         slot.last_exit = code
+        slot.last_returncode = returncode
         expected = (self.stopping and cause is None) or planned
         log = logger.info if expected or (self.stopping and code in ("exit 0", "SIGTERM")) else logger.warning
         log("slot {}: worker {} (pid {}) {} after {:.1f}s", slot.index, slot.name, slot.pid, text, uptime)

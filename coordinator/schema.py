@@ -52,7 +52,20 @@ CREATE INDEX records_by_time ON records (timestamp);
 CREATE INDEX records_by_job ON records (job_id);
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1]
+#: v2, the trackers' columns (`coordinator.error_stats`, `ob-ctl errors resolve`, `ob-ctl report`): which
+#: component ended the job, whether an operator marked the error resolved and when, and of a SUCCESS record
+#: its processing time, size, skill and file type. Rows indexed before keep NULLs (and `resolved` 0).
+SCHEMA_V2 = """
+ALTER TABLE records ADD COLUMN component   TEXT;
+ALTER TABLE records ADD COLUMN resolved    INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE records ADD COLUMN resolved_at REAL;
+ALTER TABLE records ADD COLUMN duration_s  REAL;
+ALTER TABLE records ADD COLUMN bytes       INTEGER;
+ALTER TABLE records ADD COLUMN skill       TEXT;
+ALTER TABLE records ADD COLUMN file_type   TEXT;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -38,11 +38,14 @@ from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter
 from coordinator.recovery import RecoveryReport, recover
 from coordinator.spawn import Spawner, make_spawner
+from coordinator.status_line import StatusLine
 from coordinator.supervisor import Supervisor
+from coordinator.telemetry import Telemetry
 from coordinator.watcher import Sighting, Watcher
 from coordinator.worker_logs import WorkerLogs
 from protocol.codec import encode
 from protocol.messages import Body
+from protocol.sandbox import LayerReport
 from protocol.version import MAX_FRAME_BYTES
 
 #: Allocations between young-generation collections (CPython's default is 700). The coordinator keeps one
@@ -97,6 +100,9 @@ class Service:
         self._workers_endpoint = ""
         self.jails = Jails(config, self.run_dir)
         self.worker_logs = WorkerLogs()
+        self.status_line = StatusLine(config.service.status_interval_s)
+        self.sandbox_reports: list[LayerReport] = []
+        self.sandbox_required: list[str] = []
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -157,6 +163,7 @@ class Service:
         self.jails.reconfigure(config)
         self.watcher.tune(config.watcher.settle_s, config.watcher.rescan_interval_s)
         self.watcher.set_excluded_dirs(excluded_dirs(config, self.state_dir))
+        self.status_line.interval_s = config.service.status_interval_s
 
     def _spawner(self, cfg: Config) -> Spawner:
         return make_spawner(
@@ -245,6 +252,8 @@ class Service:
             )
             self.adopt_config(cfg)  # (the notes dir of each bucket, for admitting its files)
             self.live = LiveConfig(self, self._config_path, self._overrides)
+            self.telemetry = Telemetry(self, self.clock())
+            self.outcomes.on_end = self.telemetry.job_ended
             control = ControlServer(control_sock, self)
             logger.info(
                 "coordinator {} starting: {} workers, buckets {}, state dir {}",
@@ -257,6 +266,7 @@ class Service:
             self.watcher.start()
             self._loop(router, control, wake_r)
             self.jobs.flush()
+            self.telemetry.final(self.clock())  # the last snapshot and reports, with every job's end in them
             logger.info("coordinator {} stopped; jobs {}", self.pid, self.jobs.counts())
             return 0
         finally:
@@ -337,6 +347,9 @@ class Service:
             sup.dispatch(now)
             self.jails.tick()  # after dispatch: a dead worker's clean-up never delays its job's retry
             self.jobs.flush_if_due()
+            self.telemetry.tick(now)
+            if self.status_line.due(now):
+                self._log_status(now)
             if self._reload_requested and not stop.active:
                 self._reload_requested = False
                 try:
@@ -395,12 +408,21 @@ class Service:
         Raises SandboxUnavailable (the service does not start) when `sandbox.require` cannot be met."""
         reports = self.jails.probe()
         required = self.jails.required(reports)
+        self.sandbox_reports, self.sandbox_required = reports, required  # (for CONFIG_DUMP.md)
         active = [r.name for r in reports if r.active]
         logger.info("sandbox: {} verified; required: {}", ", ".join(active), ", ".join(required) or "none")
         for report in reports:
             if not report.active:
                 logger.warning("sandbox layer {} is unavailable: {}", report.name, report.detail)
         return required
+
+    def _log_status(self, now: float) -> None:
+        from coordinator.commands import status  # (the command's own picture: one definition of "status")
+
+        try:
+            logger.info("{}", self.status_line.line(status.handle(self, {}), now))
+        except Exception:  # a status line must never stop the loop
+            logger.exception("status line failed")
 
     def _record_not_files(self) -> None:
         # Taken from the queue (not kept here), so one committed before a crash is recorded after it too.

@@ -53,6 +53,10 @@ class Slot:
     kill: Kill | None = None
     silence: SilenceWatch = field(default_factory=SilenceWatch)
     last_exit: str | None = None
+    last_returncode: int | None = None  # as Popen has it: negative for a signal
+    ping_nonce: int = 0
+    ping_sent_at: float | None = None
+    ping_rtt_s: float | None = None
     sandbox: list[str] = field(default_factory=list)
     spare: bool = False  # a warm spare: started and READY, never given jobs, takes over a dead slot
     refill: bool = False  # a spare waiting to be refilled after a takeover (not a restart)
@@ -99,6 +103,7 @@ class Slot:
         self.outdated = False
         self.silence.reset()
         self.rss_bytes = self.cpu_percent = None
+        self.ping_rtt_s = self.ping_sent_at = None
         if self.ps is not None:
             try:
                 self.ps.cpu_percent(None)  # prime the sampler
@@ -114,6 +119,8 @@ class Slot:
             spare.last_seen,
         )
         self.sandbox, self.rss_bytes, self.cpu_percent = spare.sandbox, spare.rss_bytes, spare.cpu_percent
+        self.ping_nonce, self.ping_sent_at = spare.ping_nonce, spare.ping_sent_at
+        self.ping_rtt_s = spare.ping_rtt_s
         self.kill = None
         self.plan = None
         self.proc_jobs = spare.proc_jobs
@@ -160,6 +167,8 @@ class Slot:
             "current_job": self.job.id if self.job else None,
             "current_file": str(self.job.path) if self.job else None,
             "last_exit": self.last_exit,
+            "last_exit_code": self.last_returncode,
+            "ping_ms": round(self.ping_rtt_s * 1000, 2) if alive and self.ping_rtt_s is not None else None,
             "retry_in_s": round(max(0.0, self.retry_at - now), 3)
             if self.state in (SlotState.BACKOFF, SlotState.FAILED)
             else None,

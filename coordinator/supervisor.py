@@ -52,6 +52,7 @@ from protocol.messages import (
     Error,
     Execute,
     Heartbeat,
+    Ping,
     Pong,
     Ready,
     Result,
@@ -203,7 +204,10 @@ class Supervisor(Operations, Replacing):
             self._on_error(slot, body, now)
         elif isinstance(body, Ready):
             self._on_ready(slot, body, now)
-        elif not isinstance(body, Pong | Status):
+        elif isinstance(body, Pong):
+            if body.nonce == slot.ping_nonce and slot.ping_sent_at is not None:
+                slot.ping_rtt_s = max(0.0, now - slot.ping_sent_at)
+        elif not isinstance(body, Status):
             logger.warning("slot {}: unexpected {} from a worker", slot.index, type(body).__name__)
 
     def _slot_for(self, identity: bytes, *, count: bool = True) -> Slot | None:
@@ -376,10 +380,13 @@ class Supervisor(Operations, Replacing):
         if now < self._next_beat:
             return
         interval = self.sup.heartbeat_interval_s
-        beat = Heartbeat()
         for slot in self.all_slots:
             if slot.state in (SlotState.READY, SlotState.BUSY):
-                self.send(slot.identity, beat)
+                # A PING is our heartbeat (any message counts for the worker), and its PONG times the round
+                # trip through the worker's loop: `ob-ctl workers` shows it.
+                slot.ping_nonce += 1
+                slot.ping_sent_at = now
+                self.send(slot.identity, Ping(nonce=slot.ping_nonce))
                 interval = min(interval, slot.beat_interval)  # a worker told a shorter one before a reload
             slot.sample()
             if slot.state is not SlotState.READY or slot.job is not None:

@@ -19,10 +19,14 @@ from coordinator.commands import (
     bucket_remove,
     drain,
     errors,
+    errors_resolve,
+    health,
     jobs,
+    metrics,
     quarantine,
     release,
     reload,
+    report,
     restart_worker,
     resume,
     retry,
@@ -35,6 +39,8 @@ from coordinator.commands.common import CommandError
 COMMANDS: dict[str, ModuleType] = {
     "workers": workers,
     "status": status,
+    "health": health,
+    "metrics": metrics,
     "retry": retry,
     "release": release,
     "scale": scale,
@@ -47,11 +53,14 @@ COMMANDS: dict[str, ModuleType] = {
     "bucket": bucket,
     "bucket-add": bucket_add,
     "bucket-remove": bucket_remove,
+    "errors-resolve": errors_resolve,
 }
 
 CLI: dict[str, ModuleType] = {
     "workers": workers,
     "status": status,
+    "health": health,
+    "metrics": metrics,
     "jobs": jobs,
     "errors": errors,
     "retry": retry,
@@ -63,6 +72,7 @@ CLI: dict[str, ModuleType] = {
     "breaker": breaker,
     "reload": reload,
     "bucket": bucket,
+    "report": report,
 }
 
 __all__ = ["CLI", "COMMANDS", "CommandError"]

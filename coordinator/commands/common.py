@@ -8,6 +8,7 @@ import argparse
 import os
 
 from coordinator.queries import parse_duration
+from coordinator.queries import record_ref as parse_record_ref
 
 
 class CommandError(Exception):
@@ -24,6 +25,14 @@ def job_id(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"not a job id: {text!r} (job ids are positive integers)")
     return value
+
+
+def record_ref(text: str) -> int | str:
+    """A job id (all of its ERROR records) or a record file's name (that one record)."""
+    try:
+        return parse_record_ref(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def limit(text: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING, Any
 
 from coordinator.commands.table import human_seconds
@@ -12,14 +13,34 @@ if TYPE_CHECKING:
 HELP = "uptime, buckets, workers by state and jobs by state"
 
 
-def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
-    """The service's overall picture."""
+#: Slot states that mean a worker is not running (LSB exit code 3, as `supervisorctl status` has it).
+NOT_RUNNING = frozenset({"backoff", "failed", "stopped"})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--watch`: the live view."""
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="a live view refreshed every second (uptime, jobs, queue, errors, workers); Ctrl-C to leave",
+    )
+    parser.add_argument("--frames", type=int, default=None, help=argparse.SUPPRESS)  # tests: stop after N
+
+
+def service_health(service: Service) -> tuple[str, list[str]]:
+    """(healthy | degraded | unhealthy, the reasons): what `status` and `health` report."""
     sup = service.supervisor
-    health, reasons = service.health.rollup(
+    return service.health.rollup(
         (slot.state for slot in sup.slots),
         open_breakers=[s.index for s in sup.slots if s.breaker.state.value != "closed"],
         fleet_paused=sup.fleet.reason if sup.fleet.paused else None,
     )
+
+
+def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
+    """The service's overall picture."""
+    sup = service.supervisor
+    health, reasons = service_health(service)
     return {
         "health": health,
         "reasons": reasons,
@@ -30,6 +51,7 @@ def handle(service: Service, args: dict[str, Any]) -> dict[str, Any]:
         "dispatch": "paused" if sup.paused is not None or sup.fleet.paused else "running",
         "paused_reason": sup.paused or (sup.fleet.reason if sup.fleet.paused else None),
         "balancer": sup.balancer.name,
+        "alerts": service.telemetry.alerts.rows() if hasattr(service, "telemetry") else [],
         "fleet": sup.fleet.row(service.clock()),
         "buckets": [
             {"name": b.name, "path": str(b.path), "output": str(service.config.bucket_output(b))}
@@ -75,3 +97,8 @@ def render(result: dict[str, Any]) -> str:
     for name, held in parked.items():
         lines.append(f"parked       {held} queued job(s) of removed bucket {name}")
     return "\n".join(lines)
+
+
+def exit_code(result: dict[str, Any]) -> int:
+    """3 when a worker slot is not running (restarting, failed, stopped), else 0."""
+    return 3 if any(result["workers"].get(state) for state in NOT_RUNNING) else 0

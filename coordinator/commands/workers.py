@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from coordinator.commands.status import NOT_RUNNING
 from coordinator.commands.table import human_bytes, human_seconds, render_table
 from protocol.sandbox import LAYER_ORDER
 
@@ -11,8 +12,8 @@ if TYPE_CHECKING:
     from coordinator.service import Service
 
 HELP = (
-    "one row per worker: pid, state, circuit breaker, heartbeat age, jobs, restarts, memory, CPU, sandbox, "
-    "current file"
+    "one row per worker: pid, state, circuit breaker, heartbeat age, ping, jobs, restarts, last exit code "
+    "(negative: a signal), memory, CPU, sandbox, current file; exit 3 if a slot is not running"
 )
 
 
@@ -24,20 +25,8 @@ def handle(service: Service, args: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The rows as a table."""
-    headers = [
-        "slot",
-        "pid",
-        "state",
-        "breaker",
-        "beat",
-        "done",
-        "failed",
-        "restarts",
-        "rss",
-        "cpu",
-        "uptime",
-    ]
-    headers += ["sandbox", "file"]
+    headers = ["slot", "pid", "state", "breaker", "beat", "ping", "done", "failed", "restarts"]
+    headers += ["last_exit", "rss", "cpu", "uptime", "sandbox", "file"]
     table = [
         [
             f"{r['slot']} (spare)" if r.get("spare") else r["slot"],
@@ -45,9 +34,11 @@ def render(rows: list[dict[str, Any]]) -> str:
             r["state"] + (f" ({r['retry_in_s']:.1f}s)" if r.get("retry_in_s") is not None else ""),
             None if r.get("spare") else breaker_summary(r.get("breaker")),
             human_seconds(r["last_heartbeat_age_s"]),
+            None if r.get("ping_ms") is None else f"{r['ping_ms']:.1f}ms",
             r["jobs_done"],
             r["jobs_failed"],
             r["restarts"],
+            r.get("last_exit_code"),
             human_bytes(r["rss_bytes"]),
             None if r["cpu_percent"] is None else f"{r['cpu_percent']:.0f}%",
             human_seconds(r["uptime_s"]),
@@ -79,3 +70,8 @@ def sandbox_summary(layers: list[str], *, alive: bool) -> str | None:
     if not missing:
         return f"all {len(LAYER_ORDER)}"
     return "no " + ",".join(missing)
+
+
+def exit_code(rows: list[dict[str, Any]]) -> int:
+    """3 when a working slot has no running worker (restarting, failed, stopped), else 0."""
+    return 3 if any(not r.get("spare") and r["state"] in NOT_RUNNING for r in rows) else 0

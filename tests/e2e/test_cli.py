@@ -60,10 +60,10 @@ def test_valid_config_validates(scratch: Path) -> None:
     assert "config OK" in result.stdout
 
 
-def test_ctl_without_a_coordinator_exits_1_with_one_line(scratch: Path) -> None:
-    for command in ("workers", "status"):
+def test_ctl_without_a_coordinator_exits_4_with_one_line(scratch: Path) -> None:
+    for command in ("workers", "status", "health"):
         result = cli("-m", "coordinator.ctl", "--state-dir", str(scratch / "nothing"), command)
-        assert result.returncode == 1
+        assert result.returncode == 4
         assert result.stderr.strip().count("\n") == 0
         assert str(scratch / "nothing") in result.stderr and "no coordinator" in result.stderr
         assert result.stdout == ""

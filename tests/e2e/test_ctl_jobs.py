@@ -72,7 +72,7 @@ def test_jobs_lists_and_filters_while_running_and_after_the_service_stopped(scra
     assert [r["relpath"] for r in ctl_json(svc.state, "errors")] == ["link"]
     assert ctl_json(svc.state, "quarantine") == []
     assert "no quarantined jobs" in ctl(svc.state, "quarantine", "list").stdout
-    one_line_error(ctl(svc.state, "retry", "--failed"), 1, "no coordinator", str(svc.state))
+    one_line_error(ctl(svc.state, "retry", "--failed"), 4, "no coordinator", str(svc.state))
 
 
 def test_errors_filter_by_category_and_age(scratch: Path) -> None:
@@ -206,7 +206,7 @@ def test_usage_errors_exit_2_with_one_line(scratch: Path, argv: list[str], fragm
 
 def test_without_a_coordinator_or_a_queue_it_says_so_in_one_line(scratch: Path) -> None:
     nothing = scratch / "nothing"
-    one_line_error(ctl(nothing, "retry", "4"), 1, "no coordinator is running", str(nothing))
-    one_line_error(ctl(nothing, "quarantine", "release", "4"), 1, "no coordinator is running")
+    one_line_error(ctl(nothing, "retry", "4"), 4, "no coordinator is running", str(nothing))
+    one_line_error(ctl(nothing, "quarantine", "release", "4"), 4, "no coordinator is running")
     for command in (["jobs"], ["errors", "--since", "1h"], ["quarantine"], ["quarantine", "list"]):
-        one_line_error(ctl(nothing, *command, "--json"), 1, f"no queue database in {nothing}")
+        one_line_error(ctl(nothing, *command, "--json"), 4, f"no queue database in {nothing}")

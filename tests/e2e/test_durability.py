@@ -91,7 +91,8 @@ def grow(path: Path) -> None:
 @pytest.mark.parametrize("full", ["notes", "records"])
 def test_a_full_disk_degrades_health_and_loses_nothing_once_it_recovers(scratch: Path, full: str) -> None:
     target = scratch / "notes" if full == "notes" else scratch / "state" / "records"
-    extra = "\n[jobs]\nretry_backoff_initial_s = 0.1\nretry_backoff_max_s = 0.5\n"
+    # (disk_free_mb = 1: the grown 64 MiB disk is then enough for the low-disk alert to clear as well)
+    extra = "\n[jobs]\nretry_backoff_initial_s = 0.1\nretry_backoff_max_s = 0.5\n[alerts]\ndisk_free_mb = 1\n"
     with small_tmpfs(target, "48k"), RunningService(scratch, workers=2, extra_config=extra) as svc:
         svc.wait_ready(2)
         names = drop(svc.bucket, 120, size=40)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import RunningService, wait_for
+from tests.harness import RunningService, cli, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -243,6 +243,13 @@ def test_exit_78_fails_a_slot_at_once_and_restart_worker_brings_it_back(scratch:
             pytest.fail(f"slot 0 never got a job: {row}")
         assert row["state"] == "failed" and 50 < row["retry_in_s"] <= 60  # waiting for its trial start
         assert "exited with 78 (EX_CONFIG)" in f.svc.log()
+        # What an operator's scripts see: LSB 3 (a slot is not running), and health degraded.
+        state = str(f.svc.state)
+        assert cli("-m", "coordinator.ctl", "--state-dir", state, "workers").returncode == 3
+        assert cli("-m", "coordinator.ctl", "--state-dir", state, "status").returncode == 3
+        health = cli("-m", "coordinator.ctl", "--state-dir", state, "health")
+        assert health.returncode == 1 and "1 worker slot(s) failed" in health.stdout
+        assert row["last_exit_code"] == 78
         f.plan([])
         assert f.svc.ctl("restart-worker", {"slot": 0})["action"] == "starting"
         wait_for(lambda: f.slot_row(0)["state"] == "ready", 30, "slot 0 back")

@@ -115,3 +115,31 @@ def test_skill_rules_keep_their_order(tmp_path: Path) -> None:
     )
     cfg = load_config(path)
     assert [(r.pattern, r.skill) for r in cfg.skills] == [("*.log", "text"), ("data/*", "csv")]
+
+
+def test_environment_variables_sit_between_the_file_and_the_command_line(tmp_path: Path) -> None:
+    from coordinator.config import env_overrides
+
+    path = tmp_path / "ob.toml"
+    path.write_text(f'[service]\nworkers = 2\nstate_dir = "{tmp_path}/s"\n[[buckets]]\npath = "{tmp_path}"\n')
+    env = {"OPENBUCKETS_SERVICE__WORKERS": "6", "OPENBUCKETS_WATCHER__TEMP_IGNORE": '["*.x"]', "HOME": "/"}
+    assert load_config(path, environ=env).service.workers == 6
+    assert load_config(path, environ=env).watcher.temp_ignore == ["*.x"]
+    assert load_config(path, {"service.workers": 9}, environ=env).service.workers == 9  # the CLI wins
+    assert env_overrides({"OPENBUCKETS_SERVICE__LOG_LEVEL": "DEBUG"}) == {
+        "service.log_level": ("OPENBUCKETS_SERVICE__LOG_LEVEL", "DEBUG")  # not TOML: taken as a string
+    }
+    with pytest.raises(ConfigError, match=r"with OPENBUCKETS_SERVICE__WRKERS\): service.wrkers: unknown key"):
+        load_config(path, environ={"OPENBUCKETS_SERVICE__WRKERS": "3"})
+
+
+def test_config_dump_sources_name_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coordinator.provenance import config_sources, source_of
+
+    path = tmp_path / "ob.toml"
+    path.write_text('[service]\nworkers = 2\nlog_level = "INFO"\n')
+    monkeypatch.setenv("OPENBUCKETS_SERVICE__WORKERS", "6")
+    sources = config_sources(path, {"service.log_level": "DEBUG"})
+    assert source_of("service.workers", sources) == "env:OPENBUCKETS_SERVICE__WORKERS"
+    assert source_of("service.log_level", sources) == "cli"
+    assert source_of("service.output", sources) == "default"

@@ -487,3 +487,15 @@ def test_checkpoints_are_independent_so_two_consumers_can_have_their_own_periods
 def test_settings_that_make_no_sense_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         MetricsConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_count_over_a_window_is_not_extrapolated_from_a_young_run() -> None:
+    from coordinator.metrics import MetricsCollector
+
+    c = MetricsCollector(started=100.0)
+    for t in (100.2, 100.5, 101.0, 101.4, 102.0, 102.1, 102.2):
+        c.inc("restarts", now=t)
+    assert c.count("restarts", 60, 102.6) == 7  # seven restarts, not 7 / 2.6 s * 60 = 161 "per minute"
+    assert c.count("restarts", 1, 102.6) == 3
+    assert c.count("restarts", 60, 170.0) == 0  # they roll off
+    assert c.count("nothing", 60, 170.0) == 0

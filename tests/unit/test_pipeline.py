@@ -339,7 +339,7 @@ def test_a_posix_write_lock_held_by_another_process_is_seen(tmp_path: Path) -> N
         assert err.value.code == "ELOCKED" and "POSIX" in str(err.value)
     finally:
         holder.kill()
-        holder.wait()
+        holder.communicate()  # reaps it and closes our ends of its pipes (a later test counts open fds)
 
 
 _HOLD_LOCKF = """

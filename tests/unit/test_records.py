@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from coordinator import records as records_module
 from coordinator.jobs import Job
-from coordinator.records import NAME_RE, RecordWriter, job_id_of
+from coordinator.records import NAME_RE, RecordWriter, WrittenRecord, job_id_of
 from coordinator.states import JobState
 
 RESULT: dict[str, Any] = {"output_path": "/n/a.txt.obs.md", "facts": {"size": 3, "sha256": "ab" * 32}}
@@ -105,3 +106,64 @@ def test_a_success_record_says_which_fallback_answered(writer: RecordWriter) -> 
     assert data["context"]["grepMatches"] == [
         {"rule": "refs", "line": 2, "text": "see ref-1", "path": "sub/b.txt"}
     ]
+
+
+def test_the_written_record_carries_what_the_index_keeps_and_reads_back_the_same(
+    writer: RecordWriter,
+) -> None:
+    facts = {**RESULT["facts"], "skill": "text", "file_type": "text"}
+    ok = writer.success(job(), result={"output_path": "/n/a", "facts": facts}, duration_s=0.25)
+    assert (ok.duration_s, ok.bytes, ok.skill, ok.file_type, ok.component) == (0.25, 3, "text", "text", None)
+    bad = writer.error(
+        job(), state=JobState.QUARANTINED, category="Martian", message="m", component="supervisor"
+    )
+    assert (bad.category, bad.severity, bad.component) == (
+        "Martian",
+        "WARNING",
+        "supervisor",
+    )  # unknown: WARNING
+    # Recovery reads a record file back into the same index fields (the timestamp to the microsecond).
+    for written, state in ((ok, JobState.DONE), (bad, JobState.QUARANTINED)):
+        again, again_state = WrittenRecord.from_file(writer.directory / written.name)
+        assert again_state is state
+        assert again == replace(written, timestamp=again.timestamp)
+        assert abs(again.timestamp - written.timestamp) < 1e-5
+
+
+def test_every_error_record_has_component_operation_recovery_and_context(tmp_path: Path) -> None:
+    """Whichever way a job ends without a note, its ERROR record carries the same keys."""
+    from coordinator.config import load_config
+    from coordinator.health import Health
+    from coordinator.outcomes import Outcomes
+    from coordinator.queue import JobQueue
+    from protocol.messages import Error
+
+    queue = JobQueue(tmp_path / "q.db")
+    w = RecordWriter(tmp_path / "records")
+    outcomes = Outcomes(load_config(None, {"supervisor.quarantine_after": 1}), queue, w, Health())
+    jobs = [
+        queue.add(("b", f"f{i}", 1, 1, i), path=f"/b/f{i}", relpath=f"f{i}", output_path=f"/n/f{i}")
+        for i in range(4)
+    ]
+    assert all(j is not None for j in jobs)
+    for j in jobs[:2]:
+        queue.mark_running(j, "0.1", lease_s=10)  # type: ignore[arg-type]
+    outcomes.worker_error(jobs[0], Error(category="FileContent", message="corrupt", code="ECORRUPT"))  # type: ignore[arg-type]
+    outcomes.worker_died(jobs[1], "WorkerCrash", "killed by SIGSEGV", "SIGSEGV")  # type: ignore[arg-type]
+    outcomes.not_a_file(jobs[2])  # type: ignore[arg-type]
+    outcomes.cancelled(jobs[3], "bucket removed")  # type: ignore[arg-type]
+    records = [json.loads(p.read_text()) for p in sorted(w.directory.glob("ERROR-*.json"))]
+    assert len(records) == 4 and w.invalid == 0
+    assert {r["component"] for r in records} == {"worker", "supervisor", "watcher", "operator"}
+    recovery_keys = {frozenset(r["recovery"]) for r in records}
+    assert len(recovery_keys) == 1 and {"attempted", "attempts", "workerDeaths", "reason"} <= set(
+        *recovery_keys
+    )
+    for r in records:
+        assert r["operation"] and r["severity"] and r["category"]
+        assert set(r["context"]) == {"kind", "worker", "attempts", "kills", "lastError", "version"}
+    by_component = {r["component"]: r for r in records}
+    assert by_component["supervisor"]["context"]["kills"] == 1
+    assert by_component["worker"]["context"]["worker"] == "0.1"
+    w.close()
+    queue.close()

@@ -109,3 +109,24 @@ def test_record_names_carry_the_job_id_and_never_overwrite(tmp_path: Path) -> No
     assert first.name != second.name
     assert first.name.endswith(f"-{job.id:06d}.json")
     assert json.loads((records.directory / first.name).read_text())["error"]["message"] == "x"
+
+
+def test_an_adopted_record_is_indexed_with_the_trackers_fields_from_its_file(tmp_path: Path) -> None:
+    q, records = setup(tmp_path)
+    ok, bad = running_job(q, "a.txt"), running_job(q, "b.txt")
+    facts = {**RESULT["facts"], "skill": "text"}
+    ok_record = records.success(ok, result={**RESULT, "facts": facts}, duration_s=0.25)
+    records.error(bad, state=JobState.FAILED, category="FileContent", message="corrupt", component="worker")
+    crash(q)  # both records reached the disk, neither terminal state the queue
+    q2 = JobQueue(tmp_path / "q.db")
+    assert recover(q2, records, quarantine_after=2).adopted == 2
+    rows = q2.db.execute(
+        "SELECT kind, category, severity, component, duration_s, bytes, skill, file_type FROM records "
+        "ORDER BY kind"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [
+        ("ERROR", "FileContent", "INFO", "worker", None, None, None, None),
+        ("SUCCESS", None, None, None, 0.25, 1, "text", "text"),
+    ]
+    assert q2.get(ok.id).record == ok_record.name
+    q2.close()
