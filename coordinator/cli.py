@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     # with the default action: ignore it until then; the reload it asked for reads the same file anyway.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     args = build_parser().parse_args(argv)
-    from coordinator.config import ConfigError, load_config
+    from coordinator.config import ConfigError, ignored_env, load_config
     from coordinator.paths import check_socket_paths
 
+    for name in ignored_env():
+        print(f"ob-coordinator: ignoring {name}: it names no setting", file=sys.stderr)
     overrides = overrides_from(args)
     try:
         config = load_config(args.config, overrides)

@@ -11,6 +11,8 @@ import os
 import re
 import string
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +50,13 @@ class ServiceConfig(_Section):
     log_json: bool = False
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=3600)
     status_interval_s: float = Field(default=0.0, ge=0, le=86400)  # a compact status line in the log (0: off)
+
+    @field_validator("status_interval_s")
+    @classmethod
+    def _not_a_flood(cls, seconds: float) -> float:
+        if 0 < seconds < 1:
+            raise ValueError("a status line at most once a second (or 0 for none)")
+        return seconds
 
 
 class WatcherConfig(_Section):
@@ -396,18 +405,58 @@ ENV_PREFIX = "OPENBUCKETS_"
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, tuple[str, Any]]:
-    """{dotted field: (variable name, value)} from the OPENBUCKETS_* variables of `environ` (os.environ)."""
+    """{dotted field: (variable name, value)} from the OPENBUCKETS_* variables of `environ` (os.environ)
+    that name a setting (`ignored_env` lists the others: another tool's variable must not stop us). A text
+    or path setting takes the variable as it is; any other parses it as a TOML value (`8`, `true`,
+    `["*.tmp"]`), falling back to the text for the model to judge."""
     out: dict[str, tuple[str, Any]] = {}
-    for name, raw in sorted((os.environ if environ is None else environ).items()):
-        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+    for name, dotted, field in _env_fields(environ):
+        raw = (os.environ if environ is None else environ)[name]
+        if field is None:
             continue
-        dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-        try:
-            value: Any = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+        value: Any = raw
+        if not _is_text(field.annotation):
+            try:
+                value = tomllib.loads(f"v = {raw}")["v"]
+            except tomllib.TOMLDecodeError:
+                pass
         out[dotted] = (name, value)
     return out
+
+
+def ignored_env(environ: Mapping[str, str] | None = None) -> list[str]:
+    """OPENBUCKETS_* variables that name no setting (a typo, or another tool's): said once, then ignored."""
+    return [name for name, _, field in _env_fields(environ) if field is None]
+
+
+def _env_fields(environ: Mapping[str, str] | None) -> list[tuple[str, str, Any]]:
+    """(variable, dotted name, the pydantic field it names or None) for each OPENBUCKETS_* variable."""
+    out = []
+    for name in sorted(os.environ if environ is None else environ):
+        if name.startswith(ENV_PREFIX):
+            dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+            out.append((name, dotted, _field(dotted)))
+    return out
+
+
+def _field(dotted: str) -> Any:
+    """The field `section.key` of Config names (sections are models; lists such as buckets are not
+    reachable one field at a time), or None."""
+    parts = dotted.split(".")
+    if len(parts) != 2:
+        return None
+    section = Config.model_fields.get(parts[0])
+    model = section.annotation if section is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    return model.model_fields.get(parts[1])
+
+
+def _is_text(annotation: Any) -> bool:
+    """str, Path, or either or None: a value that must not be read as a TOML date or number."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if union else [annotation]
+    return all(a in (str, Path) for a in args)
 
 
 def load_config(

@@ -33,8 +33,9 @@ Exit codes, in the LSB habit supervisorctl users know:
     4  nobody to ask: no coordinator answers, or no queue database to read
 
 `ob-ctl health` has its own, for cron jobs and container health checks: 0 healthy, 1 degraded,
-2 unhealthy (4 when the coordinator cannot be reached). A command module may say its own exit code
-(`exit_code(result)`).
+2 unhealthy, and 4 for anything that kept it from finding out (no coordinator, a bad config). A liveness
+probe that should tolerate `degraded` can run `ob-ctl health; test $? -le 1`. A command module may say its
+own exit code (`exit_code(result)`).
 """
 
 from __future__ import annotations
@@ -178,11 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     module: ModuleType = args._module
     from coordinator.config import ConfigError
 
+    # `health` answers 0/1/2 for healthy/degraded/unhealthy, so its own failures must not look like a
+    # state: every one is 4 ("could not find out").
+    health = args._wire == "health"
     try:
         state_dir = _state_dir(args)
     except ConfigError as exc:
         print(f"ob-ctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_UNREACHABLE if health else EXIT_USAGE
     if getattr(args, "watch", False):
         return _watch(state_dir, args)
     try:
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
     except (RuntimeError, sqlite3.Error) as exc:
         print(f"ob-ctl: {args._wire}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_UNREACHABLE if health else EXIT_FAILED
     try:
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))

@@ -6,7 +6,8 @@ component, bucket and severity. Categories go through the classifier (`coordinat
 unknown one is counted as `Unclassified` and a row without a stored severity gets the table's.
 
 Every ERROR record counts, superseded ones too (each is an error that happened; `superseded` says how many
-were retried since). `open` is not resolved by an operator, `resolved` is.
+were retried since). `open` is neither resolved by an operator nor retried since (the same rule as the live
+view's error summary); `resolved` is resolved.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def error_stats(conn: sqlite3.Connection, *, now: float, since: float | None = N
     by_severity: Counter[str] = Counter()
     by_component: Counter[str] = Counter()
     by_bucket: Counter[str] = Counter()
-    resolved = superseded = 0
+    resolved = superseded = still_open = 0
     for category, severity, component, bucket, is_resolved, is_superseded, count in rows:
         by_category[stats_label(category)] += count
         by_severity[severity or severity_of(category)] += count
@@ -45,12 +46,13 @@ def error_stats(conn: sqlite3.Connection, *, now: float, since: float | None = N
         by_bucket[bucket] += count
         resolved += count if is_resolved else 0
         superseded += count if is_superseded else 0
+        still_open += count if not is_resolved and not is_superseded else 0
     total = sum(by_category.values())
     return {
         "since": since,
         "until": now,
         "total": total,
-        "open": total - resolved,
+        "open": still_open,
         "resolved": resolved,
         "superseded": superseded,
         "by_category": _ranked(by_category),

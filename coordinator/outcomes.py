@@ -100,7 +100,10 @@ class Outcomes:
         self.health.clear("records")
         self.queue.finish(job, state, record=record, error=error)
         if self.on_end is not None:
-            self.on_end(job, state, record.category, grep_rules)
+            try:
+                self.on_end(job, state, record.category, grep_rules)
+            except Exception:  # counting must never cost a job its ending (the move, the next steps)
+                logger.exception("counting the end of job {} failed", job.id)
         return True
 
     def _error_end(self, job: Job, state: JobState, error: str, **record: Any) -> bool:

@@ -240,6 +240,14 @@ class JobQueue(Parking):
                 return job
         return None
 
+    def oldest_waiting_since(self) -> float | None:
+        """When the job at the head of the FIFO (the one waiting longest for a worker) was added (wall
+        clock); None when none waits. Looks at a few entries at most: the head may hold stale ones."""
+        for job in itertools.islice(self._queued, 64):
+            if job.state is JobState.QUEUED:
+                return job.created_at
+        return None
+
     def next_retry_at(self) -> float | None:
         """Wall-clock time of the earliest delayed retry."""
         return self._delayed[0][0] if self._delayed else None

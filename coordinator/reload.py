@@ -45,7 +45,7 @@ RESTART_ONLY = (
     "jobs.quarantine_dir",
 )
 #: Sections whose changes are listed field by field in the summary (buckets are compared by name).
-_SECTIONS = ("service", "watcher", "supervisor", "jobs", "balancer", "breaker", "fleet")
+_SECTIONS = ("service", "watcher", "supervisor", "jobs", "balancer", "breaker", "fleet", "metrics", "alerts")
 
 
 @dataclass

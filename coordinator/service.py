@@ -164,6 +164,8 @@ class Service:
         self.watcher.tune(config.watcher.settle_s, config.watcher.rescan_interval_s)
         self.watcher.set_excluded_dirs(excluded_dirs(config, self.state_dir))
         self.status_line.interval_s = config.service.status_interval_s
+        if hasattr(self, "telemetry"):
+            self.telemetry.reconfigure(config, self.clock())
 
     def _spawner(self, cfg: Config) -> Spawner:
         return make_spawner(
@@ -216,6 +218,9 @@ class Service:
                     )
             self.records = RecordWriter(self.state_dir / "records")
             self.outcomes = Outcomes(cfg, self.jobs, self.records, self.health)
+            # Before recovery, so a job it ends (a record adopted, a job quarantined) is counted too.
+            self.telemetry = Telemetry(self, self.clock())
+            self.outcomes.on_end = self.telemetry.job_ended
             self.recovery = recover(self.jobs, self.records, self.outcomes)
             # A bucket whose root or notes dir changed while we were stopped: its unfinished jobs follow it
             # (else they would read a path that is gone, or write notes where no sandbox lets them).
@@ -252,8 +257,6 @@ class Service:
             )
             self.adopt_config(cfg)  # (the notes dir of each bucket, for admitting its files)
             self.live = LiveConfig(self, self._config_path, self._overrides)
-            self.telemetry = Telemetry(self, self.clock())
-            self.outcomes.on_end = self.telemetry.job_ended
             control = ControlServer(control_sock, self)
             logger.info(
                 "coordinator {} starting: {} workers, buckets {}, state dir {}",

@@ -30,8 +30,10 @@ from loguru import logger
 
 from coordinator import metrics as m
 from coordinator.alerts import Alerts, Thresholds
+from coordinator.config import Config
+from coordinator.errors_table import stats_label
 from coordinator.jobs import Job
-from coordinator.report_writer import write_reports
+from coordinator.report_writer import ReportInputs, ReportThread, gather
 from coordinator.states import JobState, SlotState
 
 if TYPE_CHECKING:
@@ -43,6 +45,8 @@ SAMPLE_S = 1.0
 INVALID_RECORDS = "invalid_records"
 #: Failures the watcher logged (a failed scan, an event it could not handle): a health reason for a minute.
 WATCHER_ERRORS = "watcher_errors"
+#: Jobs an operator cancelled (`ob-ctl bucket remove --cancel`): not files processed.
+CANCELLED = "cancelled"
 
 
 class Telemetry:
@@ -67,6 +71,12 @@ class Telemetry:
         self.started_wall = wall()
         self.run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime(self.started_wall))}-{os.getpid()}"
         self.grep_counts: dict[str, dict[str, int]] = {}  # bucket -> grep rule -> matching lines
+        self.reports = ReportThread()
+
+    def reconfigure(self, config: Config, now: float) -> None:
+        """A reloaded config: new thresholds at once, and the next snapshot no later than the new interval."""
+        self.alerts.thresholds = Thresholds(**config.alerts.model_dump())
+        self._next_snapshot = min(self._next_snapshot, now + config.metrics.snapshot_interval_s)
 
     # -- events -----------------------------------------------------------------------------------------
 
@@ -80,12 +90,17 @@ class Telemetry:
             counts = self.grep_counts.setdefault(job.key[0], {})
             for rule in grep_rules:
                 counts[rule] = counts.get(rule, 0) + 1
+        if category == "Cancelled":
+            # An operator's choice (`bucket remove --cancel`), not a file the service failed on: kept out
+            # of files processed and failures, so it raises no error-rate alert.
+            metrics.inc(CANCELLED, now=now)
+            return
         metrics.inc(m.FILES_PROCESSED, now=now)
         if state is JobState.DONE:
             metrics.inc(m.SUCCESSES, now=now)
+            metrics.observe(m.FILE_SIZE_BYTES, job.key[2])  # bytes processed: the files that were
         else:
-            metrics.inc(m.FAILURES, label=category or "Unclassified", now=now)
-        metrics.observe(m.FILE_SIZE_BYTES, job.key[2])
+            metrics.inc(m.FAILURES, label=stats_label(category), now=now)
         if job.started_at is not None:
             metrics.observe(m.QUEUE_WAIT_S, max(0.0, job.started_at - job.created_at))
             if job.finished_at is not None:
@@ -161,11 +176,20 @@ class Telemetry:
             "files_5m": files_5m,
             "error_rate": failures_5m / files_5m if files_5m else None,
             "queue_depth": svc.jobs.counts().get(JobState.QUEUED.value, 0),
-            "queue_wait_p95_s": metrics.quantile_since(m.QUEUE_WAIT_S, self._wait_mark, 0.95),
+            "queue_wait_p95_s": self._queue_wait(),
             "failed_slots": sum(s.state is SlotState.FAILED for s in svc.supervisor.slots),
             "restarts_per_min": metrics.count(m.RESTARTS, 60, now),
             "disk_free_mb": self._disk_free_mb(),
         }
+
+    def _queue_wait(self) -> float | None:
+        """The worse of: the P95 wait of the jobs that ended since the last snapshot, and how long the job
+        at the head of the queue has waited so far (which keeps the alert up while nothing ends at all)."""
+        recent = self.metrics.quantile_since(m.QUEUE_WAIT_S, self._wait_mark, 0.95)
+        since = self.service.jobs.oldest_waiting_since()
+        head = max(0.0, self.wall() - since) if since is not None else None
+        known = [v for v in (recent, head) if v is not None]
+        return max(known) if known else None
 
     def _disk_free_mb(self) -> float | None:
         svc = self.service
@@ -198,16 +222,19 @@ class Telemetry:
     # -- snapshots --------------------------------------------------------------------------------------
 
     def final(self, now: float) -> None:
-        """At shutdown: a last sample and snapshot (and reports): the files on disk tell the whole run."""
+        """At shutdown: a last sample and snapshot, and the reports written here (after any run still in
+        progress), so the files on disk tell the whole run."""
         try:
             self._sample(now)
-            self.snapshot(now)
+            snap = self.snapshot(now, reports=False)
+            wanted = self.service.config.metrics.reports
+            self.reports.finish(self._report_inputs(snap, self.wall()) if wanted else None)
         except Exception:
             logger.exception("the final metrics snapshot failed")
 
-    def snapshot(self, now: float) -> dict[str, Any]:
-        """Write a METRICS-*.json snapshot (keeping the newest `retention`), log the period's JSON entry;
-        return the snapshot."""
+    def snapshot(self, now: float, *, reports: bool = True) -> dict[str, Any]:
+        """Write a METRICS-*.json snapshot (keeping the newest `retention`), log the period's JSON entry,
+        start writing the reports (unless `reports` is False or the config says no); return the snapshot."""
         wall = self.wall()
         snap = self.metrics.snapshot(now)
         snap["alerts"] = self.alerts.rows()
@@ -223,24 +250,31 @@ class Telemetry:
             self._write(snap, wall)
         except OSError as exc:
             logger.error("cannot write a metrics snapshot in {}: {}", self.directory, exc)
-        if self.service.config.metrics.reports:
-            write_reports(
-                self.service,
-                snap,
-                run_id=self.run_id,
-                started_wall=self.started_wall,
-                wall=wall,
-                grep_counts=self.grep_counts,
-            )
+        if reports and self.service.config.metrics.reports:
+            self.reports.submit(self._report_inputs(snap, wall))
         return snap
+
+    def _report_inputs(self, snap: dict[str, Any], wall: float) -> ReportInputs:
+        return gather(
+            self.service,
+            snap,
+            run_id=self.run_id,
+            started_wall=self.started_wall,
+            wall=wall,
+            grep_counts=self.grep_counts,
+        )
 
     def _write(self, snap: dict[str, Any], wall: float) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(wall))
         name = f"METRICS-{stamp}.json"
         tmp = self.directory / f".{name}.tmp"
-        tmp.write_text(json.dumps(snap, indent=2, sort_keys=True))
-        os.replace(tmp, self.directory / name)
+        try:
+            tmp.write_text(json.dumps(snap, indent=2, sort_keys=True))
+            os.replace(tmp, self.directory / name)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # (a full disk must not fill up with half-written snapshots too)
+            raise
         self.snapshots_written += 1
         keep = self.service.config.metrics.retention
         old = sorted(p for p in self.directory.glob("METRICS-*.json"))[:-keep]

@@ -41,7 +41,8 @@ class Progress:
         self.samples.append((now, finished))
         self.samples = [(t, n) for t, n in self.samples if now - t <= 10.0]
         first_t, first_n = self.samples[0]
-        rate = (finished - first_n) / (now - first_t) if now > first_t else None
+        # (at least 0: `ob-ctl retry` reopens finished jobs, and the count of finished ones goes down)
+        rate = max(0.0, (finished - first_n) / (now - first_t)) if now > first_t else None
         if pending == 0:
             self.started_at = None
             return rate, None, None
@@ -94,13 +95,14 @@ def render_frame(
 
 
 def error_summary(state_dir: Path, limit: int = 5) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """The last `limit` ERROR records and the open (not superseded) errors by category, from queue.db."""
+    """The last `limit` ERROR records and the open errors (neither retried since nor resolved) by category,
+    from queue.db."""
     try:
         with closing(queries.open_queue(state_dir)) as conn:
             recent = queries.errors(conn, limit=limit)
             rows = conn.execute(
                 "SELECT category, COUNT(*) FROM records WHERE kind = 'ERROR' AND superseded = 0 "
-                "GROUP BY category"
+                "AND resolved = 0 GROUP BY category"
             ).fetchall()
     except (queries.NoQueue, sqlite3.Error):
         return [], {}
@@ -138,4 +140,6 @@ def watch(
                 sleep(interval)
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # `ob-ctl status --watch | head`
+        sys.stderr.close()
     return 0

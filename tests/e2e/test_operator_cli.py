@@ -19,7 +19,7 @@ def ctl(svc: RunningService, *args: str) -> tuple[int, str]:
 
 
 def test_health_workers_status_and_the_live_view_of_a_healthy_service(scratch: Path) -> None:
-    with RunningService(scratch, workers=2, args=("--status-interval", "0.3")) as svc:
+    with RunningService(scratch, workers=2, args=("--status-interval", "1")) as svc:
         svc.wait_ready(2)
         for i in range(5):
             (svc.bucket / f"f{i}.txt").write_text(f"file {i}\n")

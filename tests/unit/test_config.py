@@ -118,7 +118,7 @@ def test_skill_rules_keep_their_order(tmp_path: Path) -> None:
 
 
 def test_environment_variables_sit_between_the_file_and_the_command_line(tmp_path: Path) -> None:
-    from coordinator.config import env_overrides
+    from coordinator.config import env_overrides, ignored_env
 
     path = tmp_path / "ob.toml"
     path.write_text(f'[service]\nworkers = 2\nstate_dir = "{tmp_path}/s"\n[[buckets]]\npath = "{tmp_path}"\n')
@@ -129,8 +129,20 @@ def test_environment_variables_sit_between_the_file_and_the_command_line(tmp_pat
     assert env_overrides({"OPENBUCKETS_SERVICE__LOG_LEVEL": "DEBUG"}) == {
         "service.log_level": ("OPENBUCKETS_SERVICE__LOG_LEVEL", "DEBUG")  # not TOML: taken as a string
     }
-    with pytest.raises(ConfigError, match=r"with OPENBUCKETS_SERVICE__WRKERS\): service.wrkers: unknown key"):
-        load_config(path, environ={"OPENBUCKETS_SERVICE__WRKERS": "3"})
+    # Another tool's variable, a typo, a list item, a nested key: ignored (and named by `ignored_env`).
+    odd = {
+        "OPENBUCKETS_LOG__LEVEL": "debug",
+        "OPENBUCKETS_SERVICE__WRKERS": "3",
+        "OPENBUCKETS_BUCKETS__PATH": "/tmp",
+        "OPENBUCKETS_SERVICE__WORKERS__X": "1",
+    }
+    assert load_config(path, environ=odd).service.workers == 2
+    assert sorted(ignored_env(odd)) == sorted(odd)
+    # Text and path settings take the text: a date-like or number-like output dir stays a path.
+    dated = load_config(path, environ={"OPENBUCKETS_SERVICE__OUTPUT": "2024-01-01"})
+    assert dated.service.output == Path("2024-01-01")
+    with pytest.raises(ConfigError, match=r"with OPENBUCKETS_SERVICE__WORKERS\): service.workers"):
+        load_config(path, environ={"OPENBUCKETS_SERVICE__WORKERS": "many"})
 
 
 def test_config_dump_sources_name_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

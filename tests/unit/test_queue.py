@@ -361,3 +361,18 @@ def test_relocate_all_moves_every_unfinished_job_of_a_moved_bucket_in_one_pass(t
     q.flush()
     assert q.relocate_all({"a": ("/a", "/n/a"), "b": ("/elsewhere", "/n/b")}) == 1
     assert stay.path == "/a/1" and move.path == "/elsewhere/2"
+
+
+def test_the_oldest_waiting_job_is_the_head_of_the_queue(tmp_path: Path) -> None:
+    clock = Clock()
+    q = JobQueue(tmp_path / "q.db", clock=clock)
+    assert q.oldest_waiting_since() is None
+    first = add_to(q, "a", "1", inode=1)
+    clock.now += 5
+    add_to(q, "a", "2", inode=2)
+    assert q.oldest_waiting_since() == first.created_at
+    q.flush()
+    popped = q.pop_queued()
+    assert popped is first
+    q.mark_running(first, "0.1", lease_s=10)
+    assert q.oldest_waiting_since() == first.created_at + 5
