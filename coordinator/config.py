@@ -107,7 +107,7 @@ class JobsConfig(_Section):
     max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=128 * 1024 * 1024)
     max_cpu_s: int = Field(default=120, ge=1, le=86400)
     max_processes: int = Field(default=64, ge=8, le=65536)
-    preview_lines: int = Field(default=20, ge=0, le=1000)
+    preview_lines: int = Field(default=0, ge=0, le=100_000)  # at most this many lines of text (0: no limit)
     retry_backoff_initial_s: float = Field(default=0.5, ge=0, le=3600)
     retry_backoff_factor: float = Field(default=2.0, ge=1, le=100)
     retry_backoff_max_s: float = Field(default=30.0, ge=0, le=86400)
@@ -174,6 +174,23 @@ class AlertsConfig(_Section):
     failed_slots: int = Field(default=1, ge=0)  # worker slots in `failed`
     restarts_per_min: int = Field(default=10, ge=0)  # worker restarts in the last minute
     disk_free_mb: int = Field(default=512, ge=0)  # free space where notes and records are written
+
+
+class NotesConfig(_Section):
+    """What a note carries beside the facts (the file's text, its bucket's related files and grep results
+    from `.bucket-include` rules), and the `.error` sidecar written on a terminal failure."""
+
+    content_max_bytes: int = Field(default=256 * 1024, ge=0, le=16 * 1024 * 1024)  # the file's text (0: none)
+    bucket_include: bool = True  # read `.bucket-include` files (bucket, per extension, global)
+    global_profile: Path | None = None  # default: $XDG_CONFIG_HOME/open-buckets (~/.config/open-buckets)
+    related_listed: int = Field(default=20, ge=0, le=1000)  # related files listed (the rest are counted)
+    grep_context_lines: int = Field(default=2, ge=0, le=10)  # lines shown around each grep match
+    grep_max_matches: int = Field(default=100, ge=0, le=2000)  # grep matches listed per note
+    grep_max_bytes: int = Field(default=64 * 1024, ge=0, le=4 * 1024 * 1024)  # grep text per note
+    context_cache_s: float = Field(default=10.0, ge=0, le=3600)  # a burst reuses one scan for this long
+    error_sidecars: bool = True  # `<name>.error` beside where the note would have been
+    sidecar_dir: Path | None = None  # default: the note's directory; inside a bucket only if set there
+    sidecar_content_bytes: int = Field(default=16 * 1024, ge=0, le=1024 * 1024)  # text of the failed file
 
 
 class SandboxConfig(_Section):
@@ -324,6 +341,7 @@ class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    notes: NotesConfig = Field(default_factory=NotesConfig)
     buckets: list[BucketConfig] = Field(default_factory=_default_buckets, min_length=1)
     skills: list[SkillRuleConfig] = Field(default_factory=list)
     grep: list[GrepRuleConfig] = Field(default_factory=list)

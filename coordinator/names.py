@@ -31,6 +31,8 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Literal
 
+from protocol.bucket_include import INCLUDE_NAME
+
 Verdict = Literal["ok", "ignored", "rejected"]
 
 
@@ -115,7 +117,8 @@ class NameRules:
     """One bucket's name rules: the shared temp-name globs plus the bucket's own include/ignore globs."""
 
     def __init__(self, temp_ignore: Iterable[str], patterns: Iterable[str], ignore: Iterable[str]) -> None:
-        self._temp = NameGlobs(temp_ignore)
+        # `.bucket-include` files are configuration, never input, whatever temp_ignore says.
+        self._temp = NameGlobs([*temp_ignore, f"*{INCLUDE_NAME}"])
         self._include = GlobSet(list(patterns) or ["*"])
         self._ignore = GlobSet(ignore)
         # The default bucket (include everything, ignore nothing) needs only the temp-name test: a scan asks

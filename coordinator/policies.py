@@ -8,7 +8,7 @@ from coordinator.breaker import BreakerPolicy
 from coordinator.config import Config
 from coordinator.fleet import FleetPolicy
 from protocol.messages import Config as ConfigMessage
-from protocol.messages import GrepRule, Limits, SkillRule
+from protocol.messages import GrepRule, Limits, NoteSettings, SkillRule
 
 
 def job_deadline(config: Config, size: int | None) -> float:
@@ -28,6 +28,14 @@ def config_message(config: Config) -> ConfigMessage:
         skills=[SkillRule(**r.model_dump()) for r in config.skills],
         skill_paths=[str(p.expanduser().absolute()) for p in config.jobs.skill_paths],
         grep=[GrepRule(**g.model_dump()) for g in config.grep],
+        notes=NoteSettings(
+            content_max_bytes=config.notes.content_max_bytes,
+            related_listed=config.notes.related_listed,
+            grep_context_lines=config.notes.grep_context_lines,
+            grep_max_matches=config.notes.grep_max_matches,
+            grep_max_bytes=config.notes.grep_max_bytes,
+            context_cache_s=config.notes.context_cache_s,
+        ),
     )
 
 

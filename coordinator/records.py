@@ -235,6 +235,7 @@ class RecordWriter:
                     "skill": facts.get("skill"),
                     "details": facts.get("details") or {},
                     "grepMatches": [_grep_match(m) for m in facts.get("grep_matches") or []],
+                    "bucketInclude": _bucket_include(facts.get("context")),
                     "version": _version(job),
                 },
                 "processing": {
@@ -324,6 +325,22 @@ def _grep_match(match: Any) -> dict[str, Any]:
     if get("path") is not None:
         out["path"] = get("path")
     return out
+
+
+def _bucket_include(context: Any) -> dict[str, Any] | None:
+    """What the note's `.bucket-include` context held (None: no rule file applied)."""
+    if context is None:
+        return None
+    get = context.get if isinstance(context, dict) else lambda key: getattr(context, key, None)
+    return {
+        "relatedFiles": get("related_files"),
+        "relatedBytes": get("related_bytes"),
+        "grepDirs": get("grep_dirs"),
+        "grepMatches": get("grep_matches"),
+        "grepTool": get("grep_tool"),
+        "scanned": get("scanned"),
+        "problems": list(get("problems") or []),
+    }
 
 
 def _recovery(recovery: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ own. A page of a bucket that is gone is removed.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from loguru import logger
 
 from coordinator import provenance, queries
 from coordinator.config import Config
+from coordinator.include_rules import bucket_rule_files, profile_of
 from coordinator.queue import connect
 from coordinator.reports import config_dump, context_tree, metrics_snapshot, run_summary
 from coordinator.reports.markdown import write_report
+from protocol.bucket_include import IncludeFile
 
 if TYPE_CHECKING:
     from coordinator.service import Service
@@ -188,9 +191,18 @@ def write_reports(inputs: ReportInputs) -> list[Path]:
             validation_error=provenance.validation_error(inputs.config_path, inputs.overrides),
             checks=config_dump.sandbox_checks(inputs.sandbox_reports, inputs.sandbox_required),
             run_id=run_id,
+            include_rules=_include_rules(config),
         ),
     )
     return written
+
+
+def _include_rules(config: Config) -> dict[str, list[IncludeFile]] | None:
+    """Each bucket's `.bucket-include` files, parsed (None when reading them is off)."""
+    if not config.notes.bucket_include:
+        return None
+    profile = profile_of(config)
+    return {b.name: bucket_rule_files(os.path.abspath(b.path.expanduser()), profile) for b in config.buckets}
 
 
 def _from_queue(db_path: Path) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:

@@ -49,6 +49,7 @@ from coordinator.states import RUNNING_STATES, BreakerState, SlotState
 from protocol.codec import DecodeError, VersionMismatch, decode
 from protocol.messages import (
     Body,
+    ContextRules,
     Error,
     Execute,
     Heartbeat,
@@ -93,6 +94,8 @@ class Supervisor(Operations, Replacing):
         self.kill_group = kill_group
         self.jails = jails
         self.required_layers: list[str] = []  # sandbox layers a worker must verify (set after the probe)
+        # The `.bucket-include` rules a job goes out with (`coordinator.include_rules.JobContexts.for_job`).
+        self.context_for: Callable[[Job], ContextRules | None] | None = None
         n = config.service.workers
         self.slots = [self._new_slot(i) for i in range(n)]
         self.spares = [self._new_slot(n + i, spare=True) for i in range(self.sup.spare_workers)]
@@ -500,6 +503,7 @@ class Supervisor(Operations, Replacing):
             size=job.key[2],
             mtime_ns=job.key[3],
             inode=job.key[4],
+            context=self.context_for(job) if self.context_for is not None else None,
         )
         if not self.send(slot.identity, msg):
             self.jobs.undo_running(job, "worker unreachable")

@@ -48,8 +48,11 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-#: What is never related context, appended after every file's excludes (source "default").
-DEFAULT_EXCLUDES: tuple[str, ...] = ("node_modules/**", ".git/**", "dist/**", "build/**", "*.log")
+#: What is never related context, appended after every file's excludes (source "default"). The issue's
+#: `node_modules/**`, `.git/**`, `dist/**`, `build/**` and `*.log`, at any depth: read as gitignore reads
+#: a pattern with a "/", `node_modules/**` would only mean the bucket root's, and a nested package's
+#: `node_modules` (or a sub-project's `build/`) would flood the related files it exists to keep out.
+DEFAULT_EXCLUDES: tuple[str, ...] = ("**/node_modules/**", "**/.git/**", "**/dist/**", "**/build/**", "*.log")
 
 #: The file name of a bucket's (or the global profile's) rules; per-extension files are `.{ext}` + this.
 INCLUDE_NAME = ".bucket-include"
@@ -387,11 +390,18 @@ def rule_files(bucket_root: str, relpath: str, xdg_config_home: str | None, home
     """The `.bucket-include` files that apply to `relpath`, most specific first (whether they exist or
     not): the bucket's `.{ext}.bucket-include`, the global one's, the bucket's `.bucket-include`, the
     global one. Files without an extension (`Makefile`, `.bashrc`) get only the last two."""
-    profile = profile_dir(xdg_config_home, home)
-    name = posixpath.basename(relpath)
-    # Like PurePosixPath.suffix: a leading dot starts a hidden name, not an extension.
-    stem = name.lstrip(".")
-    ext = stem.rsplit(".", 1)[1].lower() if "." in stem else ""
+    return rule_files_in(bucket_root, extension(relpath), profile_dir(xdg_config_home, home))
+
+
+def extension(relpath: str) -> str:
+    """The lower-cased last suffix of the file's name, "" for none; like PurePosixPath.suffix, a leading
+    dot starts a hidden name, not an extension."""
+    stem = posixpath.basename(relpath).lstrip(".")
+    return stem.rsplit(".", 1)[1].lower() if "." in stem else ""
+
+
+def rule_files_in(bucket_root: str, ext: str, profile: str) -> list[str]:
+    """`rule_files` for a file with extension `ext` ("" for none) and the global profile at `profile`."""
     files: list[str] = []
     if ext:
         files += [

@@ -121,6 +121,21 @@ class Recovery(BaseModel):
     reason: Annotated[str, Field(max_length=2048)] = ""
 
 
+class ContextFacts(BaseModel):
+    """What a note's `.bucket-include` context held: related files, directory-grep results, and whether a
+    scan ran for this file or an earlier one's was reused (a burst runs a handful, not one per file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    related_files: int = Field(default=0, ge=0)  # files of the bucket matching the includes minus excludes
+    related_bytes: int = Field(default=0, ge=0)
+    grep_dirs: int = Field(default=0, ge=0)  # [dirs:...] sections searched
+    grep_matches: int = Field(default=0, ge=0)  # matches found (the note lists a bounded part)
+    grep_tool: ShortStr | None = None  # rg | grep | python
+    scanned: bool = False  # this file's context was computed now, not taken from the burst's cache
+    problems: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=32)
+
+
 class FileFacts(BaseModel):
     """What the worker learned about a file; goes into the note and the SUCCESS record."""
 
@@ -139,6 +154,7 @@ class FileFacts(BaseModel):
     details: dict[ShortStr, DetailValue] = Field(default_factory=dict, max_length=64)
     grep_matches: list[GrepMatch] = Field(default_factory=list, max_length=2000)
     recovery: Recovery | None = None
+    context: ContextFacts | None = None  # None: no `.bucket-include` applied to the file
 
 
 class Result(Body):
@@ -215,7 +231,42 @@ class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_input_bytes: int = Field(ge=0)
-    preview_lines: int = Field(ge=0, le=1000)
+    preview_lines: int = Field(ge=0, le=100_000)  # 0: no limit
+
+
+class NoteSettings(BaseModel):
+    """What a note carries beside the facts (`[notes]` in the coordinator's config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    content_max_bytes: int = Field(default=256 * 1024, ge=0, le=16 * 1024 * 1024)
+    related_listed: int = Field(default=20, ge=0, le=1000)
+    grep_context_lines: int = Field(default=2, ge=0, le=10)
+    grep_max_matches: int = Field(default=100, ge=0, le=2000)
+    grep_max_bytes: int = Field(default=64 * 1024, ge=0, le=4 * 1024 * 1024)
+    context_cache_s: float = Field(default=10.0, ge=0, le=3600)
+
+
+class DirsRule(BaseModel):
+    """A `[dirs:PATH]` section: regexes (Python syntax) to search for under PATH, relative to the bucket
+    (already checked by the coordinator not to be absolute or climb out with "..")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: PathStr
+    patterns: list[Annotated[str, Field(max_length=4096)]] = Field(max_length=256)
+
+
+class ContextRules(BaseModel):
+    """The `.bucket-include` rules that apply to one file, merged most specific first. `key` names this
+    exact set of rules: workers reuse a scan for the same (bucket, key) during a burst."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: ShortStr
+    includes: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=512)
+    excludes: list[Annotated[str, Field(max_length=1024)]] = Field(default_factory=list, max_length=512)
+    dirs: list[DirsRule] = Field(default_factory=list, max_length=64)
 
 
 class Config(Body):
@@ -228,6 +279,7 @@ class Config(Body):
     skill_paths: list[PathStr] = Field(default_factory=list, max_length=64)  # handlers import from here
     grep: list[GrepRule] = Field(default_factory=list, max_length=256)
     pipeline: Literal["default", "noop"] = "default"
+    notes: NoteSettings = NoteSettings()
 
 
 class Execute(Body):
@@ -245,6 +297,7 @@ class Execute(Body):
     size: int | None = Field(default=None, ge=0)
     mtime_ns: int | None = None
     inode: int | None = Field(default=None, ge=0)
+    context: ContextRules | None = None  # None: no `.bucket-include` applies to this file
 
 
 class Cancel(Body):

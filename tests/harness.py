@@ -91,6 +91,7 @@ class RunningService:
         extra_config: str = "",
         args: tuple[str, ...] = (),
         supervisor_config: str = "",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.base = base
         self.bucket = base / "bucket"
@@ -108,6 +109,7 @@ class RunningService:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=str(base),
+            env={**os.environ, **env} if env else None,
         )
 
     # -- asking it ----------------------------------------------------------------------------------------

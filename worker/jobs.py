@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from protocol.messages import Config, Execute, Result
+from worker.pipeline.context import ContextCollector
 from worker.pipeline.grep import GrepRules
 from worker.pipeline.process import process_file
 from worker.skills import SkillChooser
@@ -26,10 +27,11 @@ def run_job(
     ended (what the job left running is killed there)."""
 
     # The skill chooser and grep rules built for the CONFIG in force (rebuilt when a new one arrives); the
-    # external tools' circuit breakers live as long as the worker.
+    # external tools' circuit breakers, and the context scans a burst shares, live as long as the worker.
     built_for: list[tuple[Config, SkillChooser, GrepRules]] = []
     breakers = Breakers()
     dirgrep = DirectoryGrep(breakers)
+    collector = ContextCollector(dirgrep)
 
     def work(job: Execute) -> Result:
         try:
@@ -61,6 +63,9 @@ def run_job(
             skills=chooser,
             grep=grep,
             dirgrep=dirgrep,
+            notes=cfg.notes,
+            context=job.context,
+            collector=collector,
         )
         duration = time.monotonic() - started
         return Result(job_id=job.job_id, output_path=job.output_path, duration_s=duration, facts=facts)

@@ -285,7 +285,7 @@ class WorkerLoop:
             generation=self.generation,
             pid=os.getpid(),
             version=__version__,
-            capabilities=["file-facts", "note"],
+            capabilities=["file-facts", "note", "context"],  # context: `.bucket-include` rules in EXECUTE
             sandbox=self.layers,
         )
 

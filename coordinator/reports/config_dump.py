@@ -32,6 +32,7 @@ from coordinator.reports.markdown import (
 
 if TYPE_CHECKING:
     from coordinator.config import Config
+    from protocol.bucket_include import IncludeFile
 
 FILE_NAME = "CONFIG_DUMP.md"
 #: Longest value shown in the table (a long command line or glob list is cut with "…").
@@ -91,6 +92,7 @@ def render_config_dump(
     validation_error: str | None = None,
     checks: Sequence[Check] = (),
     run_id: str | None = None,
+    include_rules: Mapping[str, Sequence[IncludeFile]] | None = None,
 ) -> str:
     """The text of CONFIG_DUMP.md.
 
@@ -102,6 +104,8 @@ def render_config_dump(
     - `validation_error`: None when the configuration validates, else its one-line `ConfigError`
       (`provenance.validation_error(path, overrides)`).
     - `checks`: the start-up checks (`sandbox_checks(...)` and any others).
+    - `include_rules`: each bucket's `.bucket-include` files, parsed (`include_rules.bucket_rule_files`);
+      None when reading them is off.
     """
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     rows = flatten(data) if isinstance(data, Mapping) else {}
@@ -146,7 +150,39 @@ def render_config_dump(
         ]
     else:
         body.append("No effective configuration (it did not validate).")
+    body += _include_section(include_rules)
     return front + "\n".join(body) + "\n"
+
+
+def _include_section(buckets: Mapping[str, Sequence[IncludeFile]] | None) -> list[str]:
+    """Every `.bucket-include` rule per bucket, with the file and line it came from."""
+    lines = ["", "## Bucket include rules", ""]
+    if buckets is None:
+        return [*lines, "Not read (`notes.bucket_include = false`)."]
+    lines += [
+        "A file's rules are merged most specific first: the bucket's `.{ext}.bucket-include`, the global "
+        "profile's, the bucket's `.bucket-include`, the global one, then the default excludes. "
+        "`ob-ctl config --for FILE` shows the merged rules for one file.",
+        "",
+    ]
+    for bucket, files in buckets.items():
+        lines += [f"### {text(bucket, 200)}", ""]
+        if not files:
+            lines += ["No rule files: its notes have no Related Context or Grep Results.", ""]
+            continue
+        rows: list[list[Cell]] = []
+        for f in files:
+            rows += [[code(f.source), r.line, "include", code(r.pattern)] for r in f.includes]
+            rows += [[code(f.source), r.line, "exclude", code("!" + r.pattern)] for r in f.excludes]
+            for d in f.dirs:
+                patterns = ", ".join(p.pattern for p in d.patterns) or "(none)"
+                rows.append([code(f.source), d.line, "dirs", code(f"[dirs:{d.path}] {patterns}")])
+            rows += [
+                [code(f.source), p.line, Md("**skipped**"), text(f"{p.message}: {p.text}")]
+                for p in f.problems
+            ]
+        lines += [*table(("File", "Line", "Kind", "Rule"), rows, limit=MAX_VALUE_CHARS), ""]
+    return lines
 
 
 def _validation_section(error: str | None, checks: Sequence[Check]) -> list[str]:

@@ -351,6 +351,9 @@ def test_default_excludes_always_apply() -> None:
     assert rules.related("src/a.js")
     for path in ["node_modules/x/index.js", ".git/HEAD", "dist/app.js", "build/out/a.o", "a/b/debug.log"]:
         assert not rules.related(path), path
+    for path in ["packages/a/node_modules/x.js", "sub/.git/HEAD", "web/dist/app.js", "x/build/a.o"]:
+        assert not rules.related(path), path  # at any depth, not only the bucket root's
+    assert rules.related("src/distance.js") and rules.related("builder/a.js")
     assert rules.excludes[-len(DEFAULT_EXCLUDES) :] == tuple(Rule(p, "default", 0) for p in DEFAULT_EXCLUDES)
 
 
@@ -371,7 +374,7 @@ def test_explain_names_each_rule_and_its_place() -> None:
     ]
     assert rules.explain("build/x.log") == [
         "no include rule matches",
-        "excluded by !build/** (default)",
+        "excluded by !**/build/** (default)",
         "excluded by !*.log (default)",
         "build/x.log: not related",
     ]

@@ -107,3 +107,41 @@ def test_ripgreps_config_file_and_ignore_files_change_nothing(tree: Path, tmp_pa
     env = {**only("rg", tmp_path=tmp_path), "RIPGREP_CONFIG_PATH": str(config)}
     found = DirectoryGrep(Breakers(), env=env).search(REGEX, str(tree))
     assert [(m.path, m.line, m.text) for m in found.matches] == EXPECTED
+
+
+# -- with context lines (the `[dirs:PATH]` sections of `.bucket-include`) ---------------------------------
+
+
+def test_context_output_parses_matches_context_lines_and_separators() -> None:
+    from worker.tools.grep_context import parse
+
+    output = (
+        b"./a.txt\x001-before\n./a.txt\x002:hit: with colon\r\n--\n"
+        b"./weird: 3-name.txt\x0010:x-y\n"
+        b"--\nnoise without a nul\n./cut\x0012"  # the last line was cut by the output cap
+    )
+    assert [(g.path, g.line, g.text, g.match) for g in parse(output)] == [
+        ("a.txt", 1, "before", False),
+        ("a.txt", 2, "hit: with colon", True),
+        ("weird: 3-name.txt", 10, "x-y", True),
+    ]
+
+
+@pytest.mark.parametrize("tools", [("rg",), ("grep",), ()])
+def test_a_hidden_directory_given_by_name_is_searched_by_every_tool(
+    tmp_path: Path, tools: tuple[str, ...]
+) -> None:
+    root = tmp_path / "bucket"
+    (root / ".config" / ".deeper").mkdir(parents=True)
+    (root / ".config" / "a.ini").write_text("one\nTODO\n")
+    (root / ".config" / ".deeper" / "b.ini").write_text("TODO hidden below: skipped\n")
+    grep = DirectoryGrep(Breakers(), env=only(*tools, tmp_path=tmp_path))
+    fd = os.open(root / ".config", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = grep.search_context(
+            ["TODO"], str(root / ".config"), fd, context_lines=2, max_matches=10, max_bytes=1000
+        )
+    finally:
+        os.close(fd)
+    assert [(g.path, g.line, g.match) for g in found.lines] == [("a.ini", 1, False), ("a.ini", 2, True)]
+    assert found.tool == (tools[0] if tools else "python") and found.complete

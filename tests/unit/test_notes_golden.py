@@ -18,7 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from protocol.messages import ContextRules, DirsRule
+from worker.pipeline.context import ContextCollector
 from worker.pipeline.process import process_file
+from worker.tools.breaker import Breakers
+from worker.tools.dirgrep import DirectoryGrep
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -110,7 +114,7 @@ def test_each_built_in_skill_renders_its_golden_note(skill: str, tmp_path: Path)
         relpath=name,
         worker="0.1",
         max_input_bytes=1 << 20,
-        preview_lines=5,
+        preview_lines=0,  # the default: the whole text, up to the content cap
         job_id="42",
     )
     assert facts.skill == skill
@@ -119,6 +123,40 @@ def test_each_built_in_skill_renders_its_golden_note(skill: str, tmp_path: Path)
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(note)
     assert note == golden.read_text(), f"note for {skill} changed; rerun with UPDATE_GOLDEN=1 if on purpose"
+
+
+def test_a_note_with_bucket_include_context_renders_its_golden_note(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    for name, data in {
+        "notes.txt": b"first line\nsecond line, longer than the first\n\nlast\n",
+        "docs/guide.md": b"# Guide\n\nsee `config`\n",
+        "docs/api.md": b"x" * 2048,
+        "docs/draft.tmp.md": b"excluded\n",
+        "build/out.md": b"pruned\n",
+        "configs/app.ini": b"[server]\nport = 80\n; TODO: tls\nhost = example\n\nworkers = 4\n"
+        b"\nretries = 3\n# FIXME ```not a fence```\n",
+        "configs/db.ini": b"user = app\n",
+    }.items():
+        (bucket / name).parent.mkdir(parents=True, exist_ok=True)
+        (bucket / name).write_bytes(data)
+    rules = ContextRules(
+        key="golden",
+        includes=["*.md", "notes.txt"],
+        excludes=["*.tmp.md", "build/**"],
+        dirs=[DirsRule(path="configs", patterns=["TODO|FIXME", r"^port\b"])],
+    )
+    output = tmp_path / "notes" / "notes.txt.obs.md"
+    collector = ContextCollector(DirectoryGrep(Breakers(), tools=("python",)))
+    facts = process_file(
+        str(bucket / "notes.txt"), str(output), bucket="inbox", relpath="notes.txt", worker="0.1",
+        max_input_bytes=1 << 20, preview_lines=0, job_id="42", context=rules, collector=collector,
+    )  # fmt: skip
+    assert facts.context is not None and facts.context.related_files == 2
+    note = _normalized(output.read_text(), str(bucket / "notes.txt"))
+    golden = GOLDEN / "context.obs.md"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(note)
+    assert note == golden.read_text(), "note with context changed; rerun with UPDATE_GOLDEN=1 if on purpose"
 
 
 def test_the_same_file_gives_the_same_note(tmp_path: Path) -> None:

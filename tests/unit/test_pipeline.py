@@ -25,6 +25,7 @@ from protocol.messages import FileFacts
 from worker.pipeline import detect, safe_open
 from worker.pipeline.detect import build_facts
 from worker.pipeline.errors import FileAccessError, FileTooLargeError, JobError
+from worker.pipeline.excerpt import Excerpt
 from worker.pipeline.note import render_note, write_atomic
 from worker.pipeline.process import process_file
 from worker.pipeline.safe_open import open_regular
@@ -188,13 +189,82 @@ def test_preview_is_limited_and_strips_crlf(tmp_path: Path) -> None:
     facts, preview = facts_of(write(tmp_path, "many.txt", data), preview_lines=3)
     assert preview == "line 0\nline 1\nline 2"
     assert facts.line_count == 100
-    assert facts_of(write(tmp_path, "many.txt", data), preview_lines=0)[1] == ""
 
 
-def test_preview_of_huge_file_is_bounded(tmp_path: Path) -> None:
-    facts, preview = facts_of(write(tmp_path, "one-line.txt", "é".encode() * 200_000), preview_lines=5)
-    assert facts.word_count == 1
-    assert 0 < len(preview) <= detect.PREVIEW_BYTES and set(preview) == {"é"}
+def test_preview_lines_zero_means_no_line_limit(tmp_path: Path) -> None:
+    data = b"".join(b"line %d\r\n" % i for i in range(5000))
+    _, preview = facts_of(write(tmp_path, "many.txt", data), preview_lines=0)
+    assert preview == "\n".join(f"line {i}" for i in range(5000))
+
+
+def test_content_of_huge_file_is_bounded_by_the_content_cap(tmp_path: Path) -> None:
+    path = write(tmp_path, "one-line.txt", "é".encode() * 200_000)  # 400,000 bytes
+    fd, st = open_regular(str(path), MAX)
+    try:
+        described = detect.describe(fd, st, preview_lines=0, name=path.name, content_bytes=100_001)
+    finally:
+        os.close(fd)
+    assert described.facts.word_count == 1
+    shown = described.excerpt
+    assert shown is not None and shown.cut == "bytes" and set(shown.text) == {"é"}
+    # The cap falls inside a two-byte character: it is held back, not shown as a replacement character.
+    assert (shown.shown_bytes, shown.total_bytes, len(shown.text)) == (100_000, 400_000, 50_000)
+
+
+def test_the_default_content_cap_is_256_kib(tmp_path: Path) -> None:
+    facts, preview = facts_of(write(tmp_path, "big.txt", b"0123456789abcde\n" * 32_768), preview_lines=0)
+    assert len(preview) == 256 * 1024 - 1  # the head's last newline ends its last line
+    assert facts.line_count == 32_768
+
+
+def test_no_content_is_kept_or_decoded_with_a_zero_cap(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.txt", b"hello\n" * 10)
+    fd, st = open_regular(str(path), MAX)
+    try:
+        described = detect.describe(fd, st, preview_lines=0, name="a.txt", content_bytes=0)
+    finally:
+        os.close(fd)
+    assert described.excerpt is None and described.facts.is_text and described.facts.line_count == 10
+
+
+def test_a_line_limit_decodes_only_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.pipeline import excerpt as excerpt_mod
+
+    decoded: list[int] = []
+    real = excerpt_mod.codecs.getincrementaldecoder
+
+    def counting(codec: str):  # type: ignore[no-untyped-def]
+        cls = real(codec)
+
+        class Counting(cls):  # type: ignore[misc, valid-type]
+            def decode(self, data, final=False):  # type: ignore[no-untyped-def]
+                decoded.append(len(data))
+                return super().decode(data, final)
+
+        return Counting
+
+    monkeypatch.setattr(excerpt_mod.codecs, "getincrementaldecoder", counting)
+    head = b"x" * 100 + b"\n" + b"y" * (1024 * 1024)
+    shown = excerpt_mod.excerpt(head, "utf-8", total_bytes=len(head), max_lines=1)
+    assert (shown.text, shown.cut, shown.shown_lines) == ("x" * 100, "lines", 1)
+    assert sum(decoded) <= excerpt_mod.DECODE_STEP
+
+
+@pytest.mark.parametrize(
+    ("data", "max_lines", "text", "cut"),
+    [
+        (b"a\nb\n", 2, "a\nb", ""),
+        (b"a\nb\n", 1, "a", "lines"),
+        (b"a\nb", 2, "a\nb", ""),
+        (b"a\r\nb\r\n", 0, "a\nb", ""),
+        (b"\n", 0, "", ""),
+    ],
+)
+def test_excerpt_line_limits(data: bytes, max_lines: int, text: str, cut: str) -> None:
+    from worker.pipeline.excerpt import excerpt
+
+    shown = excerpt(data, "utf-8", total_bytes=len(data), max_lines=max_lines)
+    assert (shown.text, shown.cut) == (text, cut)
 
 
 def test_shebang_names_an_extensionless_script(tmp_path: Path) -> None:
@@ -461,12 +531,13 @@ def text_facts(**overrides: object) -> FileFacts:
 
 
 def note_for(facts: FileFacts, preview: str, relpath: str = "src/app.py", **kw: object) -> str:
+    shown = Excerpt(preview, facts.size, facts.size, preview.count("\n") + 1, "") if facts.is_text else None
     args: dict[str, object] = {
         "source_path": f"/drop/{relpath}",
         "bucket": "inbox",
         "relpath": relpath,
         "facts": facts,
-        "preview": preview,
+        "content": shown,
         "processed_at": datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC),
         "worker": "w-1",
     }
@@ -537,9 +608,81 @@ def test_fence_outgrows_backticks_in_the_preview() -> None:
     assert "\n".join(lines[opening + 1 : close]) == preview
 
 
-def test_truncated_preview_says_so() -> None:
-    _, body = parse_front_matter(note_for(text_facts(line_count=100), "a\nb"))
-    assert "First 2 of 100 lines:" in body
+def test_truncated_content_says_so() -> None:
+    by_lines = Excerpt("a\nb", 2048, 2048, 2, "lines")
+    _, body = parse_front_matter(note_for(text_facts(line_count=100), "", content=by_lines))
+    assert body.endswith("```\n\n*Truncated: the first 2 of 100 lines are shown.*\n")
+    by_bytes = Excerpt("a" * 10, 262_144, 1_048_576, 1, "bytes")
+    _, body = parse_front_matter(note_for(text_facts(size=1_048_576), "", content=by_bytes))
+    assert "*Truncated: the first 262,144 of 1,048,576 bytes are shown.*" in body
+
+
+def _note_of(tmp_path: Path, name: str, data: bytes, **kw: object) -> str:
+    src = write(tmp_path, name, data)
+    out = tmp_path / "notes" / f"{name}.obs.md"
+    args: dict[str, object] = {"max_input_bytes": MAX, "preview_lines": 0, **kw}
+    process_file(str(src), str(out), bucket="b", relpath=name, worker="w", **args)  # type: ignore[arg-type]
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("app.py", "python"),
+        ("conf.yaml", "yaml"),
+        ("Makefile", "makefile"),
+        ("notes.txt", "text"),
+        ("x.zzz", ""),
+    ],
+)
+def test_the_content_fence_is_tagged_by_extension(tmp_path: Path, name: str, tag: str) -> None:
+    note = _note_of(tmp_path, name, b"a = 1\nb = 2\n")
+    assert f"## Content\n\n```{tag}\na = 1\nb = 2\n```\n" in note
+    assert "## Preview" not in note and "Truncated" not in note
+
+
+def test_content_is_capped_with_a_visible_marker(tmp_path: Path) -> None:
+    from protocol.messages import NoteSettings
+
+    data = b"".join(b"%07d\n" % i for i in range(131_072))  # 1 MiB
+    note = _note_of(tmp_path, "big.txt", data, notes=NoteSettings())
+    assert note.endswith("```\n\n*Truncated: the first 262,144 of 1,048,576 bytes are shown.*\n")
+    body = note.split("## Content\n\n```text\n", 1)[1].split("\n```\n", 1)[0]
+    assert body == data[: 256 * 1024].decode().removesuffix("\n")
+    small = _note_of(tmp_path, "big.txt", data, notes=NoteSettings(content_max_bytes=16))
+    assert "```text\n0000000\n0000001\n```\n\n*Truncated: the first 16 of 1,048,576 bytes" in small
+
+
+def test_a_line_limit_cuts_the_content_and_says_so(tmp_path: Path) -> None:
+    note = _note_of(tmp_path, "n.txt", b"one\ntwo\nthree\n", preview_lines=2)
+    assert note.endswith("```text\none\ntwo\n```\n\n*Truncated: the first 2 of 3 lines are shown.*\n")
+    unlimited = _note_of(tmp_path, "n.txt", b"x\n" * 5000, preview_lines=0)
+    assert unlimited.count("\nx") == 5000 and "Truncated" not in unlimited
+
+
+def test_a_zero_content_cap_leaves_no_content_section(tmp_path: Path) -> None:
+    from protocol.messages import NoteSettings
+
+    note = _note_of(tmp_path, "n.txt", b"secret\n", notes=NoteSettings(content_max_bytes=0))
+    assert "## Content" not in note and "secret" not in note
+
+
+def test_binary_and_empty_files_say_so_in_the_content_section(tmp_path: Path) -> None:
+    binary = _note_of(tmp_path, "blob.dat", b"\x00\x01\x02" * 100)
+    assert binary.endswith(
+        "## Content\n\nBinary file (binary, `application/octet-stream`); contents not shown.\n"
+    )
+    assert _note_of(tmp_path, "empty.txt", b"").endswith("## Content\n\nEmpty file.\n")
+
+
+def test_a_file_cannot_close_the_content_fence(tmp_path: Path) -> None:
+    hostile = "x\n```\n# Injected heading\n~~~\n``````` \n  ````````````\nend\n"
+    note = _note_of(tmp_path, "evil.md", hostile.encode())
+    lines = note.split("\n")
+    opening = lines.index(next(line for line in lines if line.startswith("`````````````markdown")))
+    closing = re.compile(r" {0,3}`{13,}\s*")
+    close = next(i for i in range(opening + 1, len(lines)) if closing.fullmatch(lines[i]))
+    assert "\n".join(lines[opening + 1 : close]) == hostile.removesuffix("\n")
 
 
 def test_write_atomic_creates_parents_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -1,7 +1,9 @@
-"""Learn a file's facts in one streaming pass: hash, size, type, encoding, lines, words and a preview.
+"""Learn a file's facts in one streaming pass: hash, size, type, encoding, lines, words and the excerpt
+of its text that the note's Content section shows.
 
-The file is read once, in `CHUNK_SIZE` pieces, so memory stays flat whatever its size. The first bytes
-(the "head") are kept to decide the type before the text work starts:
+The file is read once, in `CHUNK_SIZE` pieces, so memory stays flat whatever its size: only the first
+bytes (the "head", up to the content cap) are kept. The head decides the type before the text work starts
+(its first `DECIDE_BYTES` only, so the type never depends on the note's settings):
 
 * a known magic number (PNG, ZIP, ELF, ...) → that binary format, no text work at all;
 * a UTF-16/UTF-32 byte-order mark → text in that encoding (it is full of NULs, so this comes first);
@@ -24,14 +26,17 @@ from dataclasses import dataclass
 from protocol.messages import FileFacts
 from worker.pipeline import filetypes
 from worker.pipeline.errors import FileAccessError, errno_name
+from worker.pipeline.excerpt import Excerpt, excerpt
 from worker.pipeline.textscan import TextScan, Utf8Scan, WideScan
 
 #: Read size; a module constant so tests can shrink it to exercise chunk boundaries.
 CHUNK_SIZE = 1024 * 1024
 #: How much of the start decides text vs binary (NULs, control characters), as git does.
 SNIFF_BYTES = 8 * 1024
-#: How much of the start is kept for the preview; longer previews are cut here.
-PREVIEW_BYTES = 64 * 1024
+#: How much of the head the type is decided on (magic numbers, the PE header's offset, the sniff).
+DECIDE_BYTES = 64 * 1024
+#: How much of the start is kept for the note's Content section by default (`notes.content_max_bytes`).
+CONTENT_BYTES = 256 * 1024
 
 # BOMs, longest first: the UTF-32-LE mark begins with the UTF-16-LE one.
 _BOMS = [
@@ -50,27 +55,44 @@ _MAX_CONTROL_RATIO = 0.05
 
 @dataclass(frozen=True, slots=True)
 class Described:
-    """A file read once: its facts, its text preview, and its bytes when small enough to keep."""
+    """A file read once: its facts, the excerpt of its text (None for binary, or with no content shown),
+    and its bytes when small enough to keep."""
 
     facts: FileFacts
-    preview: str
+    excerpt: Excerpt | None
     content: bytes | None
 
+    @property
+    def preview(self) -> str:
+        """The excerpt's text ("" when there is none)."""
+        return self.excerpt.text if self.excerpt is not None else ""
 
-def build_facts(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "") -> tuple[FileFacts, str]:
-    """`describe` without keeping the content: the facts and the text preview."""
-    described = describe(fd, st, preview_lines=preview_lines, name=name)
+
+def build_facts(
+    fd: int, st: os.stat_result, *, preview_lines: int, name: str = "", content_bytes: int = CONTENT_BYTES
+) -> tuple[FileFacts, str]:
+    """`describe` without keeping the content: the facts and the excerpt's text."""
+    described = describe(fd, st, preview_lines=preview_lines, name=name, content_bytes=content_bytes)
     return described.facts, described.preview
 
 
-def describe(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "", keep: int = 0) -> Described:
+def describe(
+    fd: int,
+    st: os.stat_result,
+    *,
+    preview_lines: int,
+    name: str = "",
+    keep: int = 0,
+    content_bytes: int = CONTENT_BYTES,
+) -> Described:
     """Read `fd` from its current position and describe it; the bytes are kept when there are at most
     `keep` of them (the skills read them instead of the file a second time).
 
     `st` is the descriptor's fstat: at most `st.st_size` bytes are read, so a file still growing cannot
     push us past the size limit already checked, and the facts describe the file as it was stat'ed.
-    `name` (the file's name or path) lets the extension name text types. The preview is the first
-    `preview_lines` lines of decoded text ("" for binary). Raises only `FileAccessError`, on read errors.
+    `name` (the file's name or path) lets the extension name text types. The excerpt is the text of the
+    first `content_bytes` bytes (0: no excerpt), at most `preview_lines` lines of it (0: no line limit).
+    Raises only `FileAccessError`, on read errors.
     """
     hasher = hashlib.sha256()
     size = 0
@@ -80,26 +102,27 @@ def describe(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "",
     binary: filetypes.Kind | None = None
     decided = False
     kept: list[bytes] | None = [] if st.st_size <= keep else None
+    head_cap = max(DECIDE_BYTES, content_bytes)
 
     for chunk in _chunks(fd, st.st_size, name):
         hasher.update(chunk)
         size += len(chunk)
         if kept is not None:
             kept.append(chunk)
-        if len(head) < PREVIEW_BYTES:
-            head += chunk[: PREVIEW_BYTES - len(head)]
+        if len(head) < head_cap:
+            head += chunk[: head_cap - len(head)]
         if decided:
             if scan is not None:
                 scan.feed(chunk)
             continue
         pending.append(chunk)
         if len(head) >= SNIFF_BYTES:
-            binary, scan = _decide(bytes(head), name)
+            binary, scan = _decide(bytes(head[:DECIDE_BYTES]), name)
             decided = True
             _feed_all(scan, pending)
             pending.clear()
     if not decided:
-        binary, scan = _decide(bytes(head), name)
+        binary, scan = _decide(bytes(head[:DECIDE_BYTES]), name)
         _feed_all(scan, pending)
 
     sha256 = hasher.hexdigest()
@@ -108,10 +131,14 @@ def describe(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "",
     if result is None:
         kind = binary or filetypes.BINARY
         facts = FileFacts(size=size, sha256=sha256, file_type=kind.file_type, mime=kind.mime, is_text=False)
-        return Described(facts, "", content)
+        return Described(facts, None, content)
 
-    preview = _preview(bytes(head), result.codec, complete=size <= len(head), max_lines=preview_lines)
-    first_line = _first_line(bytes(head), result.codec)
+    shown = None
+    if content_bytes > 0:
+        # Only the cap is decoded: a head kept longer for the type decision is not shown.
+        text_head = head if len(head) <= content_bytes else head[:content_bytes]
+        shown = excerpt(text_head, result.codec, total_bytes=size, max_lines=preview_lines)
+    first_line = _first_line(bytes(head[:256]), result.codec)
     kind = filetypes.text_kind(name, first_line)
     facts = FileFacts(
         size=size,
@@ -123,7 +150,7 @@ def describe(fd: int, st: os.stat_result, *, preview_lines: int, name: str = "",
         line_count=result.lines,
         word_count=result.words,
     )
-    return Described(facts, preview, content)
+    return Described(facts, shown, content)
 
 
 def _chunks(fd: int, limit: int, name: str) -> Iterator[bytes]:
@@ -169,24 +196,7 @@ def _few_controls(sample: bytes) -> bool:
     return controls / len(sample) <= _MAX_CONTROL_RATIO
 
 
-def _decode_head(head: bytes, codec: str, *, complete: bool) -> str:
-    # The head already decoded cleanly as part of the stream; only a character cut at its end can be
-    # incomplete, and a non-final incremental decode simply holds that back.
-    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
-    return decoder.decode(head, final=complete)
-
-
-def _preview(head: bytes, codec: str, *, complete: bool, max_lines: int) -> str:
-    if max_lines <= 0:
-        return ""
-    text = _decode_head(head, codec, complete=complete)
-    if text.endswith("\n"):
-        text = text[:-1]  # the final newline ends the last line; it does not start another
-    if not text:
-        return ""
-    lines = text.split("\n")[:max_lines]
-    return "\n".join(line.removesuffix("\r") for line in lines)
-
-
 def _first_line(head: bytes, codec: str) -> str:
-    return _decode_head(head[:256], codec, complete=False).split("\n", 1)[0]
+    # A non-final incremental decode holds back a character cut at the end instead of garbling it.
+    decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    return decoder.decode(head, final=False).split("\n", 1)[0]

@@ -2,8 +2,9 @@
 
 A note is YAML front matter (machine-readable facts, every string JSON-quoted so no value can break the
 YAML) followed by a markdown body: a title, a wikilink to its bucket's `CONTEXT_TREE-<bucket>` note, a
-summary table (the facts, then what the skill found), the skill's sections, the grep matches and, for text,
-a preview in a code fence that the preview cannot close early.
+summary table (the facts, then what the skill found), the skill's sections, the grep matches, the context
+from `.bucket-include` rules (Related Context, Grep Results) and the file's Content: its text in a code
+fence it cannot close early (the sections are rendered by `worker.pipeline.note_sections`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from protocol.messages import FileFacts
-from worker.pipeline import filetypes
+from worker.pipeline.context import NoteContext
+from worker.pipeline.excerpt import Excerpt
 from worker.pipeline.grep import GrepResult
+from worker.pipeline.note_sections import content_section, grep_section, human_size, related_section
 from worker.skills import md
 from worker.skills.base import FieldValue, SkillOutput
 
@@ -25,7 +28,6 @@ from worker.skills.base import FieldValue, SkillOutput
 # breaks): DEL, the C1 controls, the Unicode line/paragraph separators, BOM, non-characters, and the lone
 # surrogates Python uses to carry undecodable bytes of a file name.
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
-_BACKTICKS = re.compile("`+")
 _TAG_UNSAFE = re.compile(r"[^a-z0-9_/-]+")
 #: What a wikilink target cannot hold (Obsidian: [ ] | # ^ and line breaks), plus controls.
 _WIKILINK_UNSAFE = re.compile(r"[\[\]|#^\x00-\x1f\x7f]+")
@@ -37,15 +39,18 @@ def render_note(
     bucket: str,
     relpath: str,
     facts: FileFacts,
-    preview: str,
+    content: Excerpt | None,
     processed_at: datetime,
     worker: str,
     found: SkillOutput | None = None,
     job_id: str | None = None,
     grep: GrepResult | None = None,
+    context: NoteContext | None = None,
+    show_content: bool = True,
 ) -> str:
     """The full text of the note for one processed file: front matter, title, summary table (the facts,
-    then what the skill found), the skill's sections, and the preview for text."""
+    then what the skill found), the skill's sections, grep matches, the `.bucket-include` context, and the
+    Content section (the file's text, its `content` excerpt; none when `show_content` is off)."""
     name = PurePosixPath(relpath).name or os.path.basename(source_path) or relpath
     found = found or SkillOutput()
     tags = ["openbuckets", f"kind/{_tag(facts.file_type)}"]
@@ -78,13 +83,14 @@ def render_note(
         body += [f"## {_inline(section.title)}", "", *section.lines, ""]
     if grep and grep.matches:
         body += ["## Grep matches", "", *_grep_lines(grep), ""]
-    if not facts.is_text:
-        body.append(f"Binary file ({_inline(facts.file_type)}, `{_inline(facts.mime)}`); contents not shown.")
-    elif not preview:
-        body.append("Empty file." if facts.size == 0 else "No preview.")
-    else:
-        language = filetypes.fence_language(name, preview.split("\n", 1)[0])
-        body += ["## Preview", "", *_preview_block(preview, facts, language)]
+    if context is not None and context.related is not None:
+        body += [*related_section(context.related), ""]
+    if context is not None and context.greps:
+        body += [*grep_section(context), ""]
+    if show_content:
+        body += content_section(name, facts, content)
+    while body and body[-1] == "":
+        body.pop()
     return front + "\n".join(body) + "\n"
 
 
@@ -137,7 +143,7 @@ def _tag(file_type: str) -> str:
 
 def _summary(facts: FileFacts, found: SkillOutput) -> list[str]:
     rows = [
-        ("Size", _human_size(facts.size)),
+        ("Size", human_size(facts.size)),
         ("Type", f"{facts.file_type} (`{facts.mime}`)"),
         ("Encoding", facts.encoding or "binary"),
     ]
@@ -186,29 +192,6 @@ def _shown(value: FieldValue) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return value
-
-
-def _human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} bytes" if size != 1 else "1 byte"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit} ({size:,} bytes)"
-
-
-def _preview_block(preview: str, facts: FileFacts, language: str) -> list[str]:
-    shown = preview.count("\n") + 1
-    lines = []
-    if facts.line_count is not None and shown < facts.line_count:
-        lines += [f"First {shown:,} of {facts.line_count:,} lines:", ""]
-    # A fence closes only on a backtick run at least as long as itself, so outgrow every run inside.
-    longest = max((len(run) for run in _BACKTICKS.findall(preview)), default=0)
-    fence = "`" * max(3, longest + 1)
-    lines += [f"{fence}{language}", preview, fence]
-    return lines
 
 
 def _inline(text: str) -> str:

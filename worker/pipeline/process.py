@@ -1,5 +1,5 @@
-"""One job, start to finish: open the input safely, learn its facts, let its skill describe it, render its
-note, write it atomically."""
+"""One job, start to finish: open the input safely, learn its facts, let its skill describe it, gather its
+`.bucket-include` context (when rules apply), render its note, write it atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from protocol.messages import FileFacts
+from protocol.messages import ContextFacts, ContextRules, FileFacts, NoteSettings
+from worker.pipeline.context import ContextCollector, NoteContext
 from worker.pipeline.detect import describe
 from worker.pipeline.errors import FileContentError, JobError, errno_name
 from worker.pipeline.grep import GrepResult, GrepRules
@@ -21,6 +22,7 @@ from worker.tools.dirgrep import DirectoryGrep
 _DEFAULT_CHOOSER = SkillChooser()
 _DEFAULT_LIMITS = SkillLimits()
 _NO_GREP = GrepRules()
+_DEFAULT_NOTES = NoteSettings()
 #: Longest string a skill's finding keeps in the facts (the wire and the record bound it too).
 _MAX_DETAIL_CHARS = 1024
 #: Grep matches carried in the facts (the note lists the same ones); the protocol allows 2,000.
@@ -47,8 +49,15 @@ def process_file(
     limits: SkillLimits = _DEFAULT_LIMITS,
     grep: GrepRules = _NO_GREP,
     dirgrep: DirectoryGrep | None = None,
+    notes: NoteSettings = _DEFAULT_NOTES,
+    context: ContextRules | None = None,
+    collector: ContextCollector | None = None,
 ) -> FileFacts:
     """Turn the file at `path` into a note at `output_path` and return what was learned about it.
+
+    `notes` says what the note carries beside the facts; `context` is the file's `.bucket-include` rules
+    (None: none apply, and nothing is walked or searched), gathered through the worker's `collector`,
+    which reuses a burst's scans.
 
     Raises `JobError`: FileAccess / FileContent for the input (see `open_regular`, and a skill that refuses
     the file, such as an archive bomb), System when the note cannot be written.
@@ -56,7 +65,14 @@ def process_file(
     fd, st = open_regular(path, max_input_bytes, expect)
     try:
         name = relpath or path
-        described = describe(fd, st, preview_lines=preview_lines, name=name, keep=limits.max_content_bytes)
+        described = describe(
+            fd,
+            st,
+            preview_lines=preview_lines,
+            name=name,
+            keep=limits.max_content_bytes,
+            content_bytes=notes.content_max_bytes,
+        )
         skill, run = skills.choose(relpath or os.path.basename(path), described.facts)
         inp = SkillInput(
             name=os.path.basename(name),
@@ -68,9 +84,12 @@ def process_file(
             path=os.path.abspath(path),
         )
         found = _run_skill(skill, run, inp)
-        grepped = _grep(grep, inp, bucket, _bucket_root(path, relpath), dirgrep)
+        root = _bucket_root(path, relpath)
+        grepped = _grep(grep, inp, bucket, root, dirgrep)
     finally:
         os.close(fd)
+    gathered = _context(context, root, relpath, notes, collector, dirgrep)
+    recovery = grepped.recovery if grepped and grepped.recovery else None
     # Validated, not model_copy'd: a RESULT the coordinator would refuse at its boundary (a name or a list
     # past the protocol's bounds) must fail here, loudly, not leave the job hanging on a dropped frame.
     facts = FileFacts.model_validate(
@@ -79,22 +98,24 @@ def process_file(
             "skill": skill[:256],
             "details": _details(found),
             "grep_matches": grepped.matches[:MAX_GREP_MATCHES] if grepped else [],
-            "recovery": grepped.recovery if grepped else None,
+            "recovery": recovery or (gathered.recovery if gathered else None),
+            "context": gathered.facts if gathered else None,
         }
     )
-    preview = described.preview
 
     note = render_note(
         source_path=path,
         bucket=bucket,
         relpath=relpath,
         facts=facts,
-        preview=preview,
+        content=described.excerpt,
         processed_at=datetime.now(UTC),
         worker=worker,
         found=found,
         job_id=job_id,
         grep=grepped,
+        context=gathered,
+        show_content=notes.content_max_bytes > 0,
     )
     try:
         write_atomic(Path(output_path), note, owner=job_id)
@@ -140,6 +161,24 @@ def _grep(
     if not rules:
         return None
     return rules.scan(inp.text if inp.facts.is_text else None, bucket, root, dirgrep)
+
+
+def _context(
+    rules: ContextRules | None,
+    root: str | None,
+    relpath: str,
+    notes: NoteSettings,
+    collector: ContextCollector | None,
+    dirgrep: DirectoryGrep | None,
+) -> NoteContext | None:
+    """The note's `.bucket-include` context; None (and no work at all) when no rules apply."""
+    if rules is None:
+        return None
+    if root is None:  # the path does not end with its relpath: there is no bucket to walk
+        facts = ContextFacts(problems=["the bucket's directory is not known: no context gathered"])
+        return NoteContext(None, [], False, facts, settings=notes)
+    collector = collector or ContextCollector(dirgrep)
+    return collector.collect(root, relpath, rules, notes)
 
 
 def _bucket_root(path: str, relpath: str) -> str | None:

@@ -1,6 +1,6 @@
 """Text skills: plain text, and markdown (front matter, headings, `[[links]]`, `#tags`).
 
-Plain text needs nothing beyond what the pipeline already counted (lines, words, the preview); its skill
+Plain text needs nothing beyond what the pipeline already counted (lines, words, its Content); its skill
 adds the longest line, which is what tells a log from a minified blob. Markdown is read line by line with
 fenced code skipped, so a heading or tag inside a code sample is not taken for one.
 """

@@ -19,11 +19,20 @@ import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from loguru import logger
 
+from worker.tools import grep_context
 from worker.tools.breaker import Breakers
-from worker.tools.command import ToolMissing, run_command
+from worker.tools.command import CommandResult, ToolMissing, run_command
+from worker.tools.fswalk import WalkState
+from worker.tools.grep_context import GrepLine
+from worker.tools.lines import matching_lines
+
+__all__ = ["ContextResult", "DirMatch", "DirResult", "DirectoryGrep", "matching_lines"]
+
+_T = TypeVar("_T")
 
 #: Matching lines kept per search (the rest are not listed).
 MAX_MATCHES = 200
@@ -50,6 +59,19 @@ class DirResult:
     """One search: its matches, the tool that answered, and why earlier tools did not ("" if none)."""
 
     matches: tuple[DirMatch, ...]
+    tool: str
+    fallback_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContextResult:
+    """A search with context lines: the lines kept (matches and their context, in order), every match
+    found, whether the search saw everything (False: a bound or the output cap cut it short), the tool
+    that answered and why earlier ones did not ("" if none)."""
+
+    lines: tuple[GrepLine, ...]
+    matches: int
+    complete: bool
     tool: str
     fallback_reason: str
 
@@ -87,16 +109,67 @@ class DirectoryGrep:
         return result
 
     def _search(self, regex: str, directory: str) -> DirResult:
+        matches, tool, reason = self._chain(
+            lambda tool: _external(tool, regex, directory, self._env), lambda: _python(regex, directory)
+        )
+        return DirResult(matches, tool, reason)
+
+    def search_context(
+        self,
+        patterns: Sequence[str],
+        directory: str,
+        top_fd: int,
+        *,
+        context_lines: int,
+        max_matches: int,
+        max_bytes: int,
+    ) -> ContextResult:
+        """Lines matching any of `patterns` under `directory` (open as `top_fd`, which the Python fallback
+        walks), with `context_lines` around each, cut to `max_matches` and `max_bytes`. Not cached here:
+        the caller (`worker.pipeline.context`) caches whole sections."""
+
+        def external(tool: str) -> tuple[list[GrepLine], int, bool]:
+            argv = grep_context.argv(tool, patterns, context_lines)
+            result = run_command(
+                argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=directory, env=self._env
+            )
+            _check(result)
+            kept, total, _ = grep_context.take(
+                grep_context.parse(result.stdout),
+                max_matches=max_matches,
+                max_bytes=max_bytes,
+                context_lines=context_lines,
+            )
+            # Every match printed is counted: the count is exact unless the output cap cut the printing.
+            return kept, total, result.truncated
+
+        def python() -> tuple[list[GrepLine], int, bool]:
+            state = WalkState()
+            kept, total, cut = grep_context.take(
+                grep_context.python(patterns, top_fd, context_lines, state),
+                max_matches=max_matches,
+                max_bytes=max_bytes,
+                context_lines=context_lines,
+                count_all=False,
+            )
+            # Python stops reading at the first match past the budget: its count is then a lower bound.
+            return kept, total, cut or state.stopped
+
+        (lines, total, partial), tool, reason = self._chain(external, python)
+        return ContextResult(tuple(lines), total, not partial, tool, reason)
+
+    def _chain(self, external: Callable[[str], _T], python: Callable[[], _T]) -> tuple[_T, str, str]:
+        """The first tool's answer, which tool gave it, and why the ones before it did not."""
         reasons: list[str] = []
         for tool in self._tools:
             if tool == "python":
-                return DirResult(_python(regex, directory), "python", "; ".join(reasons))
+                return python(), "python", "; ".join(reasons)
             breaker = self._breakers.for_tool(tool)
             if not breaker.allow():
                 reasons.append(f"{tool}: circuit breaker open")
                 continue
             try:
-                matches = _external(tool, regex, directory, self._env)
+                answer = external(tool)
             except ToolMissing as exc:
                 breaker.success()  # nothing failed: there is no tool
                 if tool not in _reported_missing:
@@ -109,7 +182,7 @@ class DirectoryGrep:
                 reasons.append(f"{tool}: {exc}")
                 continue
             breaker.success()
-            return DirResult(matches, tool, "; ".join(reasons))
+            return answer, tool, "; ".join(reasons)
         raise RuntimeError("no directory grep tool configured")  # "python" ends every real chain
 
 
@@ -130,13 +203,18 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
     else:
         raise ToolMissing(2, "unknown directory grep tool", tool)
     result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, env=env)
-    # Both exit 1 when nothing matched, and 2 when a file could not be read even if others matched (one
-    # unreadable file must not fail every search); a full output buffer still gives the first matches.
+    _check(result)
+    return _parse(result.stdout, directory)
+
+
+def _check(result: CommandResult) -> None:
+    """Raise `_ToolFailed` unless rg or grep answered. Both exit 1 when nothing matched, and 2 when a file
+    could not be read even if others matched (one unreadable file must not fail every search); a full
+    output buffer still gives the first matches."""
     partial = result.exit_code == 2 and b"\0" in result.stdout
     if result.timed_out or (result.exit_code not in (0, 1) and not result.truncated and not partial):
         why = "timed out" if result.timed_out else f"exited with {result.exit_code}"
         raise _ToolFailed(f"{why}: {result.stderr_tail.strip()[-200:]}")
-    return _parse(result.stdout, directory)
 
 
 def _parse(output: bytes, directory: str) -> tuple[DirMatch, ...]:
@@ -193,26 +271,3 @@ def _read_regular(path: str) -> bytes | None:
         return None
     finally:
         os.close(fd)
-
-
-def matching_lines(regex: re.Pattern[str], text: str, limit: int | None = None) -> list[tuple[int, int, int]]:
-    """(line number, line start, line end) of each line of `text` with a match, in order, at most `limit`.
-
-    One `finditer` over the whole text, lines counted incrementally from the previous match (counting from
-    the start each time was quadratic on a file that matches on every line), one entry per line.
-    """
-    found: list[tuple[int, int, int]] = []
-    line, counted_to, last = 1, 0, 0
-    for m in regex.finditer(text):
-        pos = m.start()
-        line += text.count("\n", counted_to, pos)
-        counted_to = pos
-        if line == last:
-            continue
-        last = line
-        start = text.rfind("\n", 0, pos) + 1
-        end = text.find("\n", pos)
-        found.append((line, start, len(text) if end < 0 else end))
-        if limit is not None and len(found) >= limit:
-            break
-    return found

@@ -1,0 +1,307 @@
+"""The `.bucket-include` rules each job is sent with, re-read as soon as a rule file changes.
+
+`protocol.bucket_include` parses and merges; this module finds the files, reads them safely and keeps the
+answer while they stay the same. On every dispatch it `stat`s the two to four files that could apply (the
+bucket's and the global profile's, per extension and plain: about 1 µs each for a file that is not there)
+and reuses the merged rules while every one of them keeps its (inode, size, mtime, ctime). So a rule file
+edited at run time applies to the next file dispatched, and a burst pays four `stat`s a file, nothing more.
+
+A bucket's rule files sit where anyone who can drop a file can drop one, so they are read like input:
+never through a symlink, never from a FIFO, regular files of at most `MAX_RULE_FILE_BYTES` only. What
+cannot be read, or a line that cannot be used, becomes a `Problem`; the coordinator turns the problems of
+each version of a rule file into one Configuration ERROR record (`Outcomes.bad_rules`), and the file's
+other rules keep working.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from loguru import logger
+
+from coordinator.config import Config
+from coordinator.jobs import Job
+from coordinator.queue import JobQueue
+from protocol import bucket_include
+from protocol.bucket_include import IncludeFile, Problem, Rules
+from protocol.messages import ContextRules, DirsRule
+
+#: Larger rule files are refused whole (a problem, no rules): real ones are a few hundred bytes.
+MAX_RULE_FILE_BYTES = 256 * 1024
+
+#: A rule file's identity on disk: (inode, size, mtime_ns, ctime_ns); None when it is not there.
+Signature = tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The rules for one file: merged (with where each came from), their wire form (None: no rule file
+    exists, so the note has no context sections), and each existing rule file with its version."""
+
+    rules: Rules
+    wire: ContextRules | None
+    files: tuple[tuple[str, os.stat_result], ...]
+
+
+def default_profile() -> str:
+    """The global profile's directory from the environment (`XDG_CONFIG_HOME`, else `~/.config`)."""
+    return bucket_include.profile_dir(os.environ.get("XDG_CONFIG_HOME"), os.path.expanduser("~"))
+
+
+class IncludeRules:
+    """Rules per (bucket root, extension), re-read when any of their files changes."""
+
+    def __init__(self, profile: str | None = None) -> None:
+        self.profile = profile or default_profile()
+        self._files: dict[tuple[str, str], list[str]] = {}  # (root, ext) → candidate paths
+        self._parsed: dict[str, tuple[Signature, IncludeFile]] = {}
+        self._merged: dict[tuple[tuple[str, ...], tuple[Signature, ...]], Loaded] = {}
+        self.reads = 0  # rule files read (parsed), for tests and the CONFIG_DUMP
+
+    def candidates(self, bucket_root: str, relpath: str) -> list[str]:
+        """The rule files that could apply to `relpath`, most specific first (`bucket_include.rule_files`)."""
+        ext = bucket_include.extension(relpath)
+        key = (bucket_root, ext)
+        found = self._files.get(key)
+        if found is None:
+            found = bucket_include.rule_files_in(bucket_root, ext, self.profile)
+            if len(self._files) > 4096:
+                self._files.clear()
+            self._files[key] = found
+        return found
+
+    def load(self, bucket_root: str, relpath: str) -> Loaded:
+        """The merged rules for `relpath` in the bucket at `bucket_root`."""
+        paths = self.candidates(bucket_root, relpath)
+        stats = [_stat(p) for p in paths]
+        signatures = tuple(_signature(st) for st in stats)
+        key = (tuple(paths), signatures)
+        loaded = self._merged.get(key)
+        if loaded is not None:
+            return loaded
+        parsed: list[IncludeFile] = []
+        files: list[tuple[str, os.stat_result]] = []
+        for path, st, signature in zip(paths, stats, signatures, strict=True):
+            if st is None:
+                continue
+            files.append((path, st))
+            cached = self._parsed.get(path)
+            if cached is None or cached[0] != signature:
+                cached = (signature, self._read(path))
+                self._parsed[path] = cached
+            parsed.append(cached[1])
+        rules = bucket_include.merge(parsed)
+        loaded = Loaded(rules, _wire(rules) if parsed else None, tuple(files))
+        if len(self._merged) > 4096:
+            self._merged.clear()
+        self._merged[key] = loaded
+        return loaded
+
+    def reread(self, path: str) -> list[Problem]:
+        """The problems of the rule file at `path` as it is now (for a rules job recorded after a restart)."""
+        self._parsed.pop(path, None)
+        return self._read(path).problems
+
+    def _read(self, path: str) -> IncludeFile:
+        self.reads += 1
+        try:
+            text = read_rule_file(path)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot read: {reason}")])
+        if text is None:  # gone between the stat and the open
+            return IncludeFile(source=path)
+        return bucket_include.parse(text, path)
+
+
+def read_rule_file(path: str) -> str | None:
+    """The text of a rule file: None when it is missing; ValueError for a symlink, something that is not a
+    regular file, or a file over `MAX_RULE_FILE_BYTES`; UnicodeDecodeError when it is not UTF-8."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("a symlink; rule files are never followed") from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        data = os.read(fd, MAX_RULE_FILE_BYTES + 1)
+        if len(data) > MAX_RULE_FILE_BYTES:
+            raise ValueError(f"larger than {MAX_RULE_FILE_BYTES:,} bytes")
+        return data.decode("utf-8")
+    finally:
+        os.close(fd)
+
+
+def problems_by_file(loaded: Loaded) -> dict[str, list[Problem]]:
+    """The problems of `loaded`, grouped by the rule file they are in (in lookup order)."""
+    out: dict[str, list[Problem]] = {}
+    for problem in loaded.rules.problems:
+        out.setdefault(problem.source, []).append(problem)
+    return out
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)  # a symlink is its own signature: read_rule_file refuses it
+    except OSError:
+        return None
+
+
+def _signature(st: os.stat_result | None) -> Signature:
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _wire(rules: Rules) -> ContextRules:
+    includes = [r.pattern for r in rules.includes]
+    excludes = [r.pattern for r in rules.excludes]
+    dirs = [DirsRule(path=d.path, patterns=[p.pattern for p in d.patterns]) for d in rules.dirs]
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (includes, excludes, [(d.path, d.patterns) for d in dirs]):
+        digest.update(repr(part).encode("utf-8", "surrogatepass"))
+    return ContextRules(key=digest.hexdigest(), includes=includes, excludes=excludes, dirs=dirs)
+
+
+class JobContexts:
+    """What the supervisor asks at dispatch: the `ContextRules` a job goes out with. Rule files with
+    problems are queued once per version as jobs of kind "rules" (recorded without a worker as one
+    Configuration ERROR each, by `Outcomes.bad_rules`), and the job goes out with the rest of its rules."""
+
+    def __init__(self, config: Config, queue: JobQueue) -> None:
+        self.queue = queue
+        self.include = IncludeRules(profile_of(config))
+        self.roots: dict[str, str] = {}  # bucket name → absolute root
+        self.enabled = True
+        self.pending: dict[int, list[Problem]] = {}  # rules job id → its problems, until recorded
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Follow a reload: the buckets, whether rules are read, and where the global profile is."""
+        self.roots = {b.name: os.path.abspath(b.path.expanduser()) for b in config.buckets}
+        self.enabled = config.notes.bucket_include
+        profile = profile_of(config)
+        if profile != self.include.profile:
+            self.include = IncludeRules(profile)
+
+    def for_job(self, job: Job) -> ContextRules | None:
+        """The rules `job`'s file is sent with (None: no rule file applies, or rules are off)."""
+        if not self.enabled:
+            return None
+        root = self.roots.get(job.bucket)
+        if root is None:
+            return None
+        loaded = self.include.load(root, job.relpath)
+        if loaded.rules.problems:
+            self._queue_problems(job.bucket, root, loaded)
+        return loaded.wire
+
+    def _queue_problems(self, bucket: str, root: str, loaded: Loaded) -> None:
+        by_file = problems_by_file(loaded)
+        for path, st in loaded.files:
+            problems = by_file.get(path)
+            if not problems:
+                continue
+            relpath = rule_relpath(root, path)
+            key = (bucket, relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+            if self.queue.knows(key):
+                continue  # this version is recorded already (or about to be)
+            job = self.queue.add(key, path=path, relpath=relpath, output_path="", kind="rules")
+            if job is not None:
+                self.pending[job.id] = problems
+                logger.warning("{} bad line(s) in {}; the rest of its rules apply", len(problems), path)
+
+    def problems_of(self, job: Job) -> list[Problem]:
+        """The problems a rules job was queued for; read again when they are not in memory (the job was
+        queued before a restart, or an operator retried it)."""
+        problems = self.pending.pop(job.id, None)
+        if problems is not None:
+            return problems
+        return self.include.reread(job.path)
+
+
+def profile_of(config: Config) -> str:
+    """The global profile directory `config` names (default: from the environment)."""
+    configured = config.notes.global_profile
+    return os.path.abspath(configured.expanduser()) if configured is not None else default_profile()
+
+
+def rule_relpath(root: str, path: str) -> str:
+    """How a rule file is named in its job: relative to the bucket when it is the bucket's, else its
+    absolute path (the global profile's)."""
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def owner(roots: dict[str, str], path: str) -> tuple[str, str, str] | None:
+    """(bucket, root, relpath) of the deepest bucket root holding `path` (absolute), or None."""
+    best: tuple[str, str, str] | None = None
+    for name, root in roots.items():
+        prefix = root.rstrip("/") + "/"
+        if path.startswith(prefix) and (best is None or len(root) > len(best[1])):
+            best = (name, root, path[len(prefix) :])
+    return best
+
+
+def explain_file(include: IncludeRules, roots: dict[str, str], path: str) -> dict[str, Any]:
+    """Which rules apply to the file at `path` and where each came from (`ob-ctl config --for FILE`).
+    Raises ValueError when no bucket holds it."""
+    found = owner(roots, os.path.abspath(path))
+    if found is None:
+        shown = ", ".join(f"{n} ({r})" for n, r in roots.items())
+        raise ValueError(f"{path} is in no bucket; the buckets are {shown}")
+    bucket, root, relpath = found
+    loaded = include.load(root, relpath)
+    present = {p for p, _ in loaded.files}
+    rules = loaded.rules
+    return {
+        "file": os.path.abspath(path),
+        "bucket": bucket,
+        "relpath": relpath,
+        "profile": include.profile,
+        "rule_files": [{"path": p, "exists": p in present} for p in include.candidates(root, relpath)],
+        "applies": loaded.wire is not None,
+        "includes": [{"pattern": r.pattern, "where": r.where} for r in rules.includes],
+        "excludes": [{"pattern": r.pattern, "where": r.where} for r in rules.excludes],
+        "dirs": [
+            {"path": d.path, "patterns": [p.pattern for p in d.patterns], "where": f"{d.source}:{d.line}"}
+            for d in rules.dirs
+        ],
+        "problems": [str(p) for p in rules.problems],
+    }
+
+
+def bucket_rule_files(root: str, profile: str, limit: int = 100_000) -> list[IncludeFile]:
+    """Every rule file of a bucket, parsed: its own `.bucket-include` and `.{ext}.bucket-include` files,
+    then the global profile's (for CONFIG_DUMP.md; a bucket's root is listed up to `limit` entries)."""
+    out: list[IncludeFile] = []
+    for directory in (root, profile):
+        names: list[str] = []
+        try:
+            with os.scandir(directory) as entries:
+                for i, entry in enumerate(entries):
+                    if i >= limit:
+                        break
+                    if entry.name.endswith(bucket_include.INCLUDE_NAME) and entry.name.startswith("."):
+                        names.append(entry.name)
+        except OSError:
+            continue
+        # The plain file first, then per extension: the order `rule_files` reads them in.
+        for name in sorted(names, key=lambda n: (n != bucket_include.INCLUDE_NAME, n)):
+            path = os.path.join(directory, name)
+            try:
+                text = read_rule_file(path)
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                out.append(IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot read: {exc}")]))
+                continue
+            if text is not None:
+                out.append(bucket_include.parse(text, path))
+    return out
