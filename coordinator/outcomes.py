@@ -27,7 +27,9 @@ from coordinator.inputs import delete_input, move_input
 from coordinator.jobs import Job
 from coordinator.queue import JobQueue
 from coordinator.records import RecordWriter, WrittenRecord
+from coordinator.sidecars import Sidecars
 from coordinator.states import JobState
+from protocol.bucket_include import Problem
 from protocol.messages import Error, Result
 
 
@@ -47,6 +49,7 @@ class Outcomes:
         self.records = records
         self.health = health
         self.rng = rng or random.Random()
+        self.sidecars = Sidecars()  # `<name>.error` beside a failed file's would-be note
         # Told of every terminal record (the telemetry counts files, successes and failures from it):
         # (job, state, error category or None, the grep rules its note matched, or None).
         self.on_end: Callable[[Job, JobState, str | None, list[str] | None], None] | None = None
@@ -108,7 +111,10 @@ class Outcomes:
 
     def _error_end(self, job: Job, state: JobState, error: str, **record: Any) -> bool:
         """End a job with an ERROR record (see `RecordWriter.error` for the fields)."""
-        return self._terminal(job, state, lambda: self.records.error(job, state=state, **record), error)
+        if not self._terminal(job, state, lambda: self.records.error(job, state=state, **record), error):
+            return False
+        self.sidecars.failed(self.config, job, state, record)  # (never raises)
+        return True
 
     # -- endings -----------------------------------------------------------------------------------------
 
@@ -123,6 +129,7 @@ class Outcomes:
             None,
             [m.rule for m in body.facts.grep_matches] if body.facts and body.facts.grep_matches else None,
         ):
+            self.sidecars.succeeded(self.config, job)  # an earlier version's stale `.error`, if any
             self._after_success(job)
 
     def worker_error(self, job: Job, body: Error) -> None:
@@ -229,6 +236,28 @@ class Outcomes:
                 self.queue.set_path(job, moved)
         elif mode == "delete":
             delete_input(job)
+
+    def bad_rules(self, job: Job, problems: list[Problem]) -> None:
+        """A `.bucket-include` file (this version of it) has lines that cannot be used: one Configuration
+        ERROR record naming each line; the file's other rules keep working."""
+        if problems:
+            lines = [f"line {p.line}: {p.message}: {p.text!r}" if p.line else p.message for p in problems]
+            message = f"{len(problems)} bad line(s) in {job.path}; they are skipped: " + "; ".join(lines)
+        else:
+            message = f"{job.path} has changed since; its current version has no bad lines"
+        logger.warning("{}", message)
+        self._error_end(
+            job,
+            JobState.FAILED,
+            f"Configuration: {message}",
+            category="Configuration",
+            name="BadRule",
+            message=message[:16000],
+            code="EBADRULE",
+            component="rules",
+            operation="read_rules",
+            recovery=self.recovery(job, tried="the rest of its rules", why="the bad lines are skipped"),
+        )
 
 
 def _as_dict(body: Result) -> dict[str, Any]:
