@@ -1,10 +1,13 @@
 """`ob-coordinator`: start the service, or check a config without starting anything.
 
-    ob-coordinator start [--workers N] [--config FILE] [--bucket DIR]... [--output DIR] [--state-dir DIR]
+    ob-coordinator start [--daemon] [--workers N] [--config FILE] [--bucket DIR]... [--output DIR]
+                         [--state-dir DIR]
     ob-coordinator validate-config [--config FILE] [same overrides]
 
 Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or usage (nothing was started).
 A running service reloads its config file on SIGHUP (or `ob-ctl reload`), these flags again over it.
+`start --daemon` detaches (`coordinator.daemon`) once the config is checked, and exits 0 when the daemon is
+up, or with the daemon's error line: 1 when another coordinator already runs on the state dir.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from coordinator.config import Config
+    from coordinator.daemon import Detached
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
@@ -73,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     start = sub.add_parser("start", help="run the service in the foreground until SIGTERM or Ctrl-C")
     _add_config_args(start)
+    start.add_argument(
+        "--daemon",
+        action="store_true",
+        help="detach once started: pid in <state-dir>/run/coordinator.pid, log in <state-dir>/logs/",
+    )
     check = sub.add_parser("validate-config", help="check a config and exit (0 valid, 2 invalid)")
     _add_config_args(check)
     return parser
@@ -102,25 +114,70 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config OK: {config.service.workers} workers, buckets {names}, state dir {state}")
         return EXIT_OK
 
+    if args.daemon:
+        from coordinator.daemon import daemonize
+        from coordinator.lock import holder_pid
+        from coordinator.paths import run_dir
+
+        # Refused here, in the terminal, when we can tell at once (the daemon checks again, holding the lock).
+        if holder_pid(run_dir(config.service.state_dir)) is not None:
+            print(_already_running(config.service.state_dir), file=sys.stderr)
+            return EXIT_FAILURE
+        try:
+            return daemonize(config.service.state_dir, lambda daemon: _serve(config, args, overrides, daemon))
+        except OSError as exc:
+            print(f"ob-coordinator: cannot start: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    return _serve(config, args, overrides, None)
+
+
+def _serve(
+    config: Config, args: argparse.Namespace, overrides: dict[str, Any], daemon: Detached | None
+) -> int:
+    """Run the service until it stops; a start-up failure is one line (on stderr, and told to the daemon's
+    parent, which prints it)."""
     from coordinator.jails import SandboxUnavailable
     from coordinator.lock import StateDirBusy
-    from coordinator.logsetup import setup_logging
+    from coordinator.logsetup import WorkerLines, setup_logging
     from coordinator.schema import SchemaTooNew
     from coordinator.service import Service
 
-    setup_logging(config.service.log_level, json=config.service.log_json)
+    def fail(code: int, line: str) -> int:
+        print(line, file=sys.stderr)
+        return daemon.fail(code, line) if daemon is not None else code
+
+    setup_logging(
+        config.service.log_level,
+        json=config.service.log_json,
+        file=daemon.log_file if daemon is not None else None,
+    )
     try:
         # The service keeps where its config came from: SIGHUP reads it again, with these flags over it.
-        return Service(config, config_path=args.config, overrides=overrides).run()
-    except (StateDirBusy, SchemaTooNew, SandboxUnavailable) as exc:
-        print(f"ob-coordinator: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        service = Service(config, config_path=args.config, overrides=overrides)
+        if daemon is not None:
+            service.on_ready = daemon.ready
+            service.worker_logs.out = cast(IO[bytes], WorkerLines())  # into the rotated log, not stderr
+        return service.run()
+    except StateDirBusy as exc:
+        if daemon is not None:  # (lost a race with another start: `start --daemon` checks before forking)
+            return fail(EXIT_FAILURE, _already_running(config.service.state_dir))
+        return fail(EXIT_CONFIG, f"ob-coordinator: {exc}")
+    except (SchemaTooNew, SandboxUnavailable) as exc:
+        return fail(EXIT_CONFIG, f"ob-coordinator: {exc}")
     except sqlite3.DatabaseError as exc:
-        print(f"ob-coordinator: queue database in {config.service.state_dir}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(EXIT_FAILURE, f"ob-coordinator: queue database in {config.service.state_dir}: {exc}")
     except OSError as exc:
-        print(f"ob-coordinator: cannot start: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return fail(EXIT_FAILURE, f"ob-coordinator: cannot start: {exc}")
+
+
+def _already_running(state_dir: Path) -> str:
+    """The one line of a `start --daemon` refused because a coordinator holds the state dir."""
+    from coordinator.lock import holder_pid
+    from coordinator.paths import run_dir
+
+    pid = holder_pid(run_dir(state_dir))
+    shown = pid if pid is not None and pid > 0 else "?"
+    return f"ob-coordinator: already running (pid {shown}) on state dir {state_dir.expanduser().absolute()}"
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@
     ob-ctl [--state-dir DIR | --config FILE] errors stats [--since 24h] | errors resolve ID...
     ob-ctl [--state-dir DIR | --config FILE] report [--since 24h] [--group-by bucket|skill|type]
     ob-ctl [--state-dir DIR | --config FILE] metrics
+    ob-ctl [--state-dir DIR | --config FILE] config --for FILE [--json]
     ob-ctl [--state-dir DIR | --config FILE] reload | bucket [list | add DIR | remove NAME]
     ob-ctl [--state-dir DIR | --config FILE] reload
+    ob-ctl [--state-dir DIR | --config FILE] stop [--timeout S]
     ob-ctl [--state-dir DIR | --config FILE] bucket [list | remove NAME_OR_DIR [--cancel]]
     ob-ctl [--state-dir DIR | --config FILE] bucket add DIR [--name N] [--patterns GLOB ...]
                                                             [--ignore GLOB ...] [--output DIR] [--create]
@@ -31,6 +33,9 @@ Exit codes, in the LSB habit supervisorctl users know:
     2  bad usage or a bad config
     3  `workers` / `status`: a worker slot is not running (restarting, failed or stopped)
     4  nobody to ask: no coordinator answers, or no queue database to read
+
+`ob-ctl stop` answers 0 when the coordinator has exited, or was not running, and 1 when it is still running
+after `stop --timeout S` (ob-ctl's own `--timeout`, before the command, bounds the wait for an answer).
 
 `ob-ctl health` has its own, for cron jobs and container health checks: 0 healthy, 1 degraded,
 2 unhealthy, and 4 for anything that kept it from finding out (no coordinator, a bad config). A liveness

@@ -28,7 +28,9 @@ from loguru import logger
 
 from coordinator.config import BucketConfig, Config
 from coordinator.control import ControlServer
+from coordinator.daemon import remove_pid_file, write_pid_file
 from coordinator.health import Health
+from coordinator.include_rules import JobContexts
 from coordinator.jails import Jails
 from coordinator.live import LiveConfig, Refused
 from coordinator.lock import StateLock
@@ -103,6 +105,8 @@ class Service:
         self.status_line = StatusLine(config.service.status_interval_s)
         self.sandbox_reports: list[LayerReport] = []
         self.sandbox_required: list[str] = []
+        #: Called once everything has started, just before the loop: a daemon's parent waits for it.
+        self.on_ready: Callable[[], None] | None = None
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -164,6 +168,8 @@ class Service:
         self.watcher.tune(config.watcher.settle_s, config.watcher.rescan_interval_s)
         self.watcher.set_excluded_dirs(excluded_dirs(config, self.state_dir))
         self.status_line.interval_s = config.service.status_interval_s
+        if hasattr(self, "contexts"):
+            self.contexts.reconfigure(config)
         if hasattr(self, "telemetry"):
             self.telemetry.reconfigure(config, self.clock())
 
@@ -176,6 +182,10 @@ class Service:
             jails=self.jails,
             logs=self.worker_logs,
         )
+
+    def request_stop(self) -> None:
+        """Stop as on SIGTERM (`ob-ctl stop`): the stop sequence begins at the end of this loop turn."""
+        self._on_signal(signal.SIGTERM, None)
 
     def reload(self, why: str) -> dict[str, list[str]]:
         """Re-read the config file and apply what can change at run time (see `coordinator.reload`);
@@ -206,6 +216,7 @@ class Service:
         router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         control_sock = self._bind(ctx, zmq.ROUTER, control_path)
         try:
+            write_pid_file(self.run_dir)  # holding the lock: a pid file naming anyone else is stale
             cfg = self.config
             self.jails.open()
             required = self._check_sandbox()
@@ -241,6 +252,8 @@ class Service:
                 jails=self.jails,
             )
             self.supervisor.required_layers = required
+            self.contexts = JobContexts(cfg, self.jobs)
+            self.supervisor.context_for = self.contexts.for_job
             self.watcher = Watcher(
                 [
                     (b.name, b.path.expanduser().absolute(), list(b.patterns), list(b.ignore))
@@ -267,6 +280,8 @@ class Service:
             )
             self.supervisor.start_all(self.clock())
             self.watcher.start()
+            if self.on_ready is not None:
+                self.on_ready()
             self._loop(router, control, wake_r)
             self.jobs.flush()
             self.telemetry.final(self.clock())  # the last snapshot and reports, with every job's end in them
@@ -293,6 +308,7 @@ class Service:
                 signal.signal(sig, handler)
             os.close(wake_r)
             os.close(self._wake_w)
+            remove_pid_file(self.run_dir)  # before the lock goes: the next coordinator's file is never ours
             lock.release()
 
     def _loop(self, router: zmq.Socket[bytes], control: ControlServer, wake_r: int) -> None:
@@ -430,7 +446,10 @@ class Service:
     def _record_not_files(self) -> None:
         # Taken from the queue (not kept here), so one committed before a crash is recorded after it too.
         for job in self.jobs.take_not_files():
-            self.outcomes.not_a_file(job)
+            if job.kind == "rules":
+                self.outcomes.bad_rules(job, self.contexts.problems_of(job))
+            else:
+                self.outcomes.not_a_file(job)
 
     def _kill_leftovers(self) -> None:
         """Last resort on any exit path: no worker outlives the coordinator."""
@@ -461,6 +480,8 @@ def excluded_dirs(config: Config, state_dir: Path) -> list[Path]:
         config.processed_dir(),
         config.quarantine_dir(),
         *(config.bucket_output(b) for b in config.buckets),
+        # .error sidecars written into a bucket (only where configured so) are ours, never input.
+        *([config.notes.sidecar_dir.expanduser()] if config.notes.sidecar_dir is not None else []),
     ]
 
 

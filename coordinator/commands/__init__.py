@@ -17,6 +17,7 @@ from coordinator.commands import (
     bucket,
     bucket_add,
     bucket_remove,
+    config,
     drain,
     errors,
     errors_resolve,
@@ -32,6 +33,7 @@ from coordinator.commands import (
     retry,
     scale,
     status,
+    stop,
     workers,
 )
 from coordinator.commands.common import CommandError
@@ -53,7 +55,9 @@ COMMANDS: dict[str, ModuleType] = {
     "bucket": bucket,
     "bucket-add": bucket_add,
     "bucket-remove": bucket_remove,
+    "config": config,
     "errors-resolve": errors_resolve,
+    "stop": stop,
 }
 
 CLI: dict[str, ModuleType] = {
@@ -72,7 +76,9 @@ CLI: dict[str, ModuleType] = {
     "breaker": breaker,
     "reload": reload,
     "bucket": bucket,
+    "config": config,
     "report": report,
+    "stop": stop,
 }
 
 __all__ = ["CLI", "COMMANDS", "CommandError"]
