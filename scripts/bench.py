@@ -54,12 +54,17 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from coordinator.include_rules import IncludeRules  # noqa: E402
 from coordinator.jobs import Job  # noqa: E402
 from coordinator.records import RecordWriter  # noqa: E402
 from coordinator.states import JobState  # noqa: E402
+from protocol.bucket_include import INCLUDE_NAME  # noqa: E402
 from protocol.control import decode_reply, encode_request  # noqa: E402
+from worker.pipeline.context import ContextCollector  # noqa: E402
 from worker.pipeline.errors import JobError  # noqa: E402
 from worker.pipeline.process import process_file  # noqa: E402
+from worker.tools.breaker import Breakers  # noqa: E402
+from worker.tools.dirgrep import DirectoryGrep  # noqa: E402
 
 BUCKET = "bucket"
 MiB = 1024 * 1024
@@ -512,17 +517,25 @@ def peer_pebble(root: Path, workers: int) -> float | None:
     return len(paths) / elapsed
 
 
-def single_process(bucket: Path, notes: Path, records: Path) -> tuple[float, Counter[str]]:
+def single_process(
+    bucket: Path, notes: Path, records: Path, *, context: bool = False
+) -> tuple[float, Counter[str]]:
     """The plain loop `real_files` is compared with: walk the bucket, and for each file run the worker's
     pipeline (read, detect, hash, render, write the note atomically) and write its record with the
-    coordinator's own `RecordWriter`. files/s and outcome counts."""
+    coordinator's own `RecordWriter`. files/s and outcome counts. With `context`, each file also gets its
+    `.bucket-include` rules looked up (as the coordinator does at dispatch) and its context collected
+    through one cache (as a worker does), so both sides do the same work."""
     writer = RecordWriter(records)
+    include = IncludeRules(str(bucket / ".no-global-profile")) if context else None
+    collector = ContextCollector(DirectoryGrep(Breakers())) if context else None
     outcomes: Counter[str] = Counter()
     t0 = time.perf_counter()
     seq = 0
     for dirpath, dirnames, filenames in os.walk(bucket):
         dirnames.sort()
         for name in sorted(filenames):
+            if name.endswith(INCLUDE_NAME):
+                continue  # configuration, never input (the service skips them too)
             seq += 1
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, bucket)
@@ -539,7 +552,9 @@ def single_process(bucket: Path, notes: Path, records: Path) -> tuple[float, Cou
                     relpath=rel,
                     worker="bench",
                     max_input_bytes=256 * MiB,
-                    preview_lines=20,
+                    preview_lines=0,  # the service's default: the text up to notes.content_max_bytes
+                    context=include.load(str(bucket), rel).wire if include is not None else None,
+                    collector=collector,
                 )
             except JobError as exc:
                 outcomes["failed"] += 1
@@ -734,13 +749,31 @@ def scenario_noop_dispatch(b: Bench) -> dict[str, Any]:
     }
 
 
-def scenario_real_files(b: Bench) -> dict[str, Any]:
+#: The `.bucket-include` of `real_files_context`, in the Node prototype's documented shape.
+CONTEXT_RULES = """\
+**/*.py
+!**/test_*.py
+[dirs:./configs]
+TODO|FIXME|HACK
+[dirs:./templates]
+TODO|FIXME|HACK
+"""
+
+
+def scenario_real_files(b: Bench, *, context: bool = False) -> dict[str, Any]:
     """files/s over a backlog of real files from the standard library with the default pipeline, against
-    a plain loop in this process doing the same pipeline and record writes one file after another."""
+    a plain loop in this process doing the same pipeline and record writes one file after another. With
+    `context`, the bucket has a `.bucket-include` (includes, excludes, two `[dirs:...]` sections over
+    directories of library files) and every note gets Related Context and Grep Results."""
     n = b.sizes.real_files
-    home = b.home("real")
+    home = b.home("real-context" if context else "real")
     svc = b.service(home)
     picked = select_stdlib(n)
+    if context:
+        (svc.bucket / INCLUDE_NAME).write_text(CONTEXT_RULES)
+        # The grepped directories are a part of the backlog: files the service processes too.
+        picked = [(src, f"{'configs' if i % 2 else 'templates'}/{rel}" if i % 25 == 0 else rel)
+                  for i, (src, rel) in enumerate(picked)]  # fmt: skip
     for src, rel in picked:
         dst = svc.bucket / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -748,7 +781,9 @@ def scenario_real_files(b: Bench) -> dict[str, Any]:
     disk = file_create_ms(home / "disk-probe")
     run = run_to_completion(b, svc, n, timeout=600, interval=0.02)
     states, ours = run.states, n / run.seconds
-    single, outcomes = single_process(svc.bucket, home / "single-notes", home / "single-records")
+    single, outcomes = single_process(
+        svc.bucket, home / "single-notes", home / "single-records", context=context
+    )
     if outcomes["done"] != states["done"]:
         raise BenchError(f"outcomes differ: service {dict(states)}, single process {dict(outcomes)}")
     kinds = Counter(Path(rel).suffix.lower() or "(none)" for _, rel in picked)
@@ -993,6 +1028,9 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "noop_dispatch": Scenario(scenario_noop_dispatch, "ratio >= 0.5", lambda f: f["ratio"] >= 0.5),
     "real_files": Scenario(scenario_real_files, "ratio >= 1.2", lambda f: f["ratio"] >= 1.2),
+    "real_files_context": Scenario(
+        functools.partial(scenario_real_files, context=True), "ratio >= 1.2", lambda f: f["ratio"] >= 1.2
+    ),
     "drop_latency": Scenario(
         scenario_drop_latency,
         "p50 <= 20 ms, p99 <= 100 ms",

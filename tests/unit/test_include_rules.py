@@ -11,6 +11,7 @@ import pytest
 
 from coordinator.config import Config
 from coordinator.include_rules import (
+    RECHECK_S,
     IncludeRules,
     JobContexts,
     bucket_rule_files,
@@ -22,6 +23,16 @@ from coordinator.include_rules import (
 from coordinator.queue import JobQueue
 
 pytestmark = pytest.mark.timeout(30)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -64,13 +75,17 @@ def test_no_rule_file_means_no_context(tmp_path: Path) -> None:
 
 def test_rules_are_reused_until_a_file_changes(layout: tuple[Path, Path]) -> None:
     bucket, profile = layout
-    rules = IncludeRules(str(profile))
+    clock = Clock()
+    rules = IncludeRules(str(profile), clock)
     first = rules.load(str(bucket), "a.md")
     reads = rules.reads
     for _ in range(100):
+        clock.now += 1.5 * RECHECK_S  # every load checks the disk again
         assert rules.load(str(bucket), "b.md") is first
     assert rules.reads == reads  # a burst stats the files and reads nothing
     (bucket / ".bucket-include").write_text("*.md\n")
+    assert rules.load(str(bucket), "c.md") is first  # within RECHECK_S of the last check: not looked at
+    clock.now += 1.5 * RECHECK_S
     changed = rules.load(str(bucket), "c.md")
     assert changed.wire is not None and changed.wire.includes[0] == "*.md"
     assert changed.wire.key != first.wire.key  # type: ignore[union-attr]
@@ -116,7 +131,13 @@ def _contexts(tmp_path: Path, bucket: Path, profile: Path) -> tuple[JobContexts,
         {"buckets": [{"name": "b", "path": str(bucket)}], "notes": {"global_profile": str(profile)}}
     )
     queue = JobQueue(tmp_path / "queue.db")
-    return JobContexts(config, queue), queue
+    clock = Clock()
+
+    def moving() -> float:  # each dispatch comes RECHECK_S after the last: every one checks the disk
+        clock.now += 1.5 * RECHECK_S
+        return clock.now
+
+    return JobContexts(config, queue, moving), queue
 
 
 def _job(queue: JobQueue, bucket: Path, relpath: str):  # type: ignore[no-untyped-def]
