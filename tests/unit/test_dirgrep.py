@@ -59,6 +59,18 @@ def test_every_tool_gives_the_same_matches(tree: Path, tmp_path: Path, tools: tu
     assert found.tool == (tools[0] if tools else "python")
 
 
+@pytest.mark.parametrize("tools", [("rg",), ("grep",), ()])
+def test_a_bucket_under_a_hidden_directory_is_searched_by_every_tool(
+    tree: Path, tmp_path: Path, tools: tuple[str, ...]
+) -> None:
+    # grep's --exclude-dir matched the hidden component of the path it was given and skipped everything.
+    moved = tmp_path / ".local" / "bucket"
+    moved.parent.mkdir()
+    tree.rename(moved)
+    found = DirectoryGrep(Breakers(), env=only(*tools, tmp_path=tmp_path)).search(REGEX, str(moved))
+    assert [(m.path, m.line, m.text) for m in found.matches] == EXPECTED
+
+
 def test_a_missing_ripgrep_falls_back_to_grep_and_says_why(tree: Path, tmp_path: Path) -> None:
     found = DirectoryGrep(Breakers(), env=only("grep", tmp_path=tmp_path)).search(REGEX, str(tree))
     assert found.tool == "grep" and found.fallback_reason == "rg: not installed"

@@ -196,15 +196,17 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
             *("rg", "--no-heading", "--line-number", "--with-filename", "--null", "--color", "never"),
             # --no-config: RIPGREP_CONFIG_PATH must not slip in flags such as --pre (a command per file).
             *("--no-config", "--no-ignore", "--no-messages", "--max-columns", "0"),
-            *("-e", regex, "--", directory),
+            *("-e", regex, "--", "."),
         ]
     elif tool == "grep":
-        argv = ["grep", "-rnHIPs", "--null", "--exclude=.*", "--exclude-dir=.*", "-e", regex, "--", directory]
+        argv = ["grep", "-rnHIPs", "--null", "--exclude=.*", "--exclude-dir=.?*", "-e", regex, "--", "."]
     else:
         raise ToolMissing(2, "unknown directory grep tool", tool)
-    result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, env=env)
+    # Run in the directory, searching ".": grep's --exclude-dir also matches the components of a path it is
+    # given, so a bucket under a hidden directory (~/.local/inbox) would have had every file skipped.
+    result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=directory, env=env)
     _check(result)
-    return _parse(result.stdout, directory)
+    return _parse(result.stdout, ".")
 
 
 def _check(result: CommandResult) -> None:
