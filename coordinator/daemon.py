@@ -240,6 +240,10 @@ def daemonize(state_dir: Path, serve: Callable[[Detached], int]) -> int:
         if os.fork() > 0:
             os._exit(0)  # the session leader goes, so the daemon can never acquire a terminal again
         _redirect_stdio(logs / STDERR_FILE)
+        # Every other inherited descriptor goes: a pipe the caller passed on fd 3 or higher (a CI runner,
+        # `start --daemon 3>&1 | cat`) would otherwise stay open, and the caller hang, until the daemon exits.
+        os.closerange(3, write_end)
+        os.closerange(write_end + 1, _max_fd())
     except BaseException as exc:  # noqa: BLE001 - whatever it was, the parent must hear of it
         os.write(write_end, f"error 1 ob-coordinator: cannot detach: {exc}\n".encode(errors="replace"))
         os._exit(1)
@@ -257,6 +261,13 @@ def daemonize(state_dir: Path, serve: Callable[[Detached], int]) -> int:
         raise  # (the traceback goes to coordinator.stderr)
     finally:
         detached.fail(1, f"ob-coordinator: exited during start-up (see {detached.stderr_file})")
+
+
+def _max_fd() -> int:
+    try:
+        return min(int(os.sysconf("SC_OPEN_MAX")), 1 << 20)
+    except (ValueError, OSError):
+        return 65536
 
 
 def _redirect_stdio(stderr_path: Path) -> None:

@@ -30,7 +30,7 @@ from coordinator.config import Config
 from coordinator.jobs import Job
 from coordinator.queue import JobQueue
 from protocol import bucket_include
-from protocol.bucket_include import IncludeFile, Problem, Rules
+from protocol.bucket_include import DEFAULT_EXCLUDES, IncludeFile, Problem, Rules
 from protocol.messages import ContextRules, DirsRule
 
 #: How long a check of a bucket's rule files stands for the files of one extension. Each check is two to
@@ -38,6 +38,16 @@ from protocol.messages import ContextRules, DirsRule
 #: burst then pays them about 50 times a second instead of once a file, and an edit applies to every file
 #: dispatched from 20 ms after it (files wait `watcher.settle_s` or more before they are dispatched).
 RECHECK_S = 0.02
+
+#: At most this many includes (and excludes), `[dirs:...]` sections, and patterns per section go to a
+#: worker (`protocol.messages.ContextRules`' bounds).
+MAX_WIRE_RULES = 512
+MAX_WIRE_DIRS = 64
+MAX_WIRE_PATTERNS = 256
+#: Rule files kept parsed (each at most MAX_RULE_FILE_BYTES), and rule files of one directory that
+#: CONFIG_DUMP.md lists: a dropper can create many `.{ext}.bucket-include` files.
+MAX_PARSED_FILES = 256
+MAX_LISTED_FILES = 64
 
 #: Larger rule files are refused whole (a problem, no rules): real ones are a few hundred bytes.
 MAX_RULE_FILE_BYTES = 256 * 1024
@@ -117,6 +127,8 @@ class IncludeRules:
             cached = self._parsed.get(path)
             if cached is None or cached[0] != signature:
                 cached = (signature, self._read(path))
+                if len(self._parsed) >= MAX_PARSED_FILES:
+                    self._parsed.clear()
                 self._parsed[path] = cached
             parsed.append(cached[1])
         rules = bucket_include.merge(parsed)
@@ -133,14 +145,7 @@ class IncludeRules:
 
     def _read(self, path: str) -> IncludeFile:
         self.reads += 1
-        try:
-            text = read_rule_file(path)
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot read: {reason}")])
-        if text is None:  # gone between the stat and the open
-            return IncludeFile(source=path)
-        return bucket_include.parse(text, path)
+        return parse_rule_file(path) or IncludeFile(source=path)  # (None: gone since the stat)
 
 
 def read_rule_file(path: str) -> str | None:
@@ -166,6 +171,23 @@ def read_rule_file(path: str) -> str | None:
         os.close(fd)
 
 
+def parse_rule_file(path: str) -> IncludeFile | None:
+    """The rule file at `path`, parsed (None: missing). Never raises: what cannot be read is a line-0
+    problem, and the parser turns every bad line into a problem of its own."""
+    try:
+        text = read_rule_file(path)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot read: {reason}")])
+    if text is None:
+        return None
+    try:
+        return bucket_include.parse(text, path)
+    except Exception as exc:  # a parser bug must not stop the coordinator (the file is a dropper's)
+        logger.opt(exception=exc).error("parsing {} failed", path)
+        return IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot parse: {exc!r}"[:500])])
+
+
 def problems_by_file(loaded: Loaded) -> dict[str, list[Problem]]:
     """The problems of `loaded`, grouped by the rule file they are in (in lookup order)."""
     out: dict[str, list[Problem]] = {}
@@ -186,9 +208,15 @@ def _signature(st: os.stat_result | None) -> Signature:
 
 
 def _wire(rules: Rules) -> ContextRules:
-    includes = [r.pattern for r in rules.includes]
+    # Within the wire's bounds whatever the files hold (a frame the worker refuses would fail the job);
+    # past them, the most specific rules are the ones kept. The defaults are the last excludes: keep them.
+    includes = [r.pattern for r in rules.includes][:MAX_WIRE_RULES]
     excludes = [r.pattern for r in rules.excludes]
-    dirs = [DirsRule(path=d.path, patterns=[p.pattern for p in d.patterns]) for d in rules.dirs]
+    excludes = excludes[: MAX_WIRE_RULES - len(DEFAULT_EXCLUDES)] + list(DEFAULT_EXCLUDES)
+    dirs = [
+        DirsRule(path=d.path, patterns=[p.pattern for p in d.patterns][:MAX_WIRE_PATTERNS])
+        for d in rules.dirs[:MAX_WIRE_DIRS]
+    ]
     digest = hashlib.blake2b(digest_size=8)
     for part in (includes, excludes, [(d.path, d.patterns) for d in dirs]):
         digest.update(repr(part).encode("utf-8", "surrogatepass"))
@@ -320,13 +348,8 @@ def bucket_rule_files(root: str, profile: str, limit: int = 100_000) -> list[Inc
         except OSError:
             continue
         # The plain file first, then per extension: the order `rule_files` reads them in.
-        for name in sorted(names, key=lambda n: (n != bucket_include.INCLUDE_NAME, n)):
-            path = os.path.join(directory, name)
-            try:
-                text = read_rule_file(path)
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                out.append(IncludeFile(source=path, problems=[Problem(path, 0, "", f"cannot read: {exc}")]))
-                continue
-            if text is not None:
-                out.append(bucket_include.parse(text, path))
+        for name in sorted(names, key=lambda n: (n != bucket_include.INCLUDE_NAME, n))[:MAX_LISTED_FILES]:
+            parsed = parse_rule_file(os.path.join(directory, name))
+            if parsed is not None:
+                out.append(parsed)
     return out

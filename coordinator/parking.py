@@ -79,8 +79,8 @@ class Parking:
         moved = []
         for job in self._live.values():
             where = dirs.get(job.key[0])
-            if where is None:
-                continue
+            if where is None or job.kind == "rules":
+                continue  # (a rule file's job has no note, and the global profile is not in the bucket)
             path = os.path.join(where[0], job.relpath)
             note = os.path.join(where[1], f"{job.relpath}.obs.md")
             if (path, note) != (job.path, job.output_path):

@@ -101,7 +101,7 @@ def render_sidecar(
         ("Attempts", f"{job.attempts} (worker deaths: {job.kills})"),
         ("Record", code_span(record) if record else "not written"),
     ]
-    lines = [f"# Error: {_line(name)}", ""]
+    lines = [f"# Error: {code_span(name)}", ""]
     lines.append(f"This file has no note: it ended {state.value}. Its JSON record is named below.")
     lines += ["", "| Field | Value |", "| --- | --- |"]
     lines += [f"| {key} | {value.replace('|', chr(92) + '|')} |" for key, value in rows]

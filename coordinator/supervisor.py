@@ -503,7 +503,7 @@ class Supervisor(Operations, Replacing):
             size=job.key[2],
             mtime_ns=job.key[3],
             inode=job.key[4],
-            context=self.context_for(job) if self.context_for is not None else None,
+            context=self._context(job),
         )
         if not self.send(slot.identity, msg):
             self.jobs.undo_running(job, "worker unreachable")
@@ -514,6 +514,17 @@ class Supervisor(Operations, Replacing):
         slot.last_dispatch = now
         slot.state = SlotState.BUSY
         return True
+
+    def _context(self, job: Job) -> ContextRules | None:
+        """The `.bucket-include` rules `job` goes out with; on any failure none (logged): rule files are
+        input a dropper controls, and no job may be held up, nor the loop stopped, by one."""
+        if self.context_for is None:
+            return None
+        try:
+            return self.context_for(job)
+        except Exception:
+            logger.exception("job {}: its .bucket-include rules could not be read; sent without them", job.id)
+            return None
 
     # -- stopping ----------------------------------------------------------------------------------------
 

@@ -47,6 +47,8 @@ INVALID_RECORDS = "invalid_records"
 WATCHER_ERRORS = "watcher_errors"
 #: Jobs an operator cancelled (`ob-ctl bucket remove --cancel`): not files processed.
 CANCELLED = "cancelled"
+#: `.bucket-include` files (one per version) with bad lines, recorded as Configuration errors: not files.
+BAD_RULE_FILES = "bad_rule_files"
 
 
 class Telemetry:
@@ -90,6 +92,10 @@ class Telemetry:
             counts = self.grep_counts.setdefault(job.key[0], {})
             for rule in grep_rules:
                 counts[rule] = counts.get(rule, 0) + 1
+        if job.kind == "rules":
+            # A `.bucket-include` file with bad lines: configuration, not a file the service processed.
+            metrics.inc(BAD_RULE_FILES, now=now)
+            return
         if category == "Cancelled":
             # An operator's choice (`bucket remove --cancel`), not a file the service failed on: kept out
             # of files processed and failures, so it raises no error-rate alert.

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 from loguru import logger
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def expected_wait(reply: dict[str, Any] | None) -> float:
 def local(state_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Find the coordinator, ask it (or signal it) to stop, wait until it is gone."""
     from coordinator.ctl import NoCoordinator, request
-    from coordinator.daemon import coordinator_process, is_gone, pid_file, read_pid_file
+    from coordinator.daemon import is_gone
     from coordinator.lock import holder_pid
     from coordinator.paths import run_dir
 
@@ -92,44 +93,61 @@ def local(state_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     pid = holder_pid(run)
     if pid is None:
         return result  # nobody holds the lock: nothing runs on this state dir (a pid file is stale)
-    lock_file = run / "coordinator.lock"
-    if pid < 0:  # the lock is held but names nobody yet (a coordinator between flock and write)
-        pid = read_pid_file(pid_file(run)) or -1
-        lock_file = pid_file(run)
-    try:
-        written = lock_file.stat().st_mtime
-    except OSError:
-        written = None
-    proc = coordinator_process(pid, started_before=written)
-    if proc is None:
-        if holder_pid(run) is None:  # it exited while we looked
-            return result
-        raise RuntimeError(
-            f"pid {pid} holds {run / 'coordinator.lock'} but is not a coordinator: not signalled"
-        )
-    result.update(running=True, pid=pid)
     started = time.monotonic()
     reply: dict[str, Any] | None = None
+    proc: psutil.Process | None = None
     try:
+        # Asked first, whatever its command line looks like (a zipapp, an embedded service, another pid
+        # namespace): whoever answers on this state dir's control socket is the coordinator.
         reply = request(state_dir, "stop", timeout_s=args.timeout)
         result["how"] = "asked"
+        pid = int(reply.get("pid") or pid)
+        try:
+            proc = psutil.Process(pid)
+        except psutil.Error:
+            proc = None  # gone already
     except (NoCoordinator, RuntimeError) as exc:
-        # No answer (a wedged loop), or a coordinator that predates `stop`: SIGTERM means the same to it.
+        # No answer (a wedged loop), or a coordinator that predates `stop`: SIGTERM means the same to it,
+        # but only to a process that is vetted as ours (pids are reused).
+        proc = _vetted(run, pid)
+        if proc is None:
+            if holder_pid(run) is None:  # it exited while we looked
+                return result
+            raise RuntimeError(
+                f"pid {pid} holds {run / 'coordinator.lock'} but is not a coordinator: not signalled"
+            ) from None
+        pid = proc.pid
         result["how"] = "SIGTERM"
         result["why_signal"] = str(exc)
         try:
             proc.send_signal(signal.SIGTERM)  # (psutil checks the process is still the one we vetted)
         except Exception:  # noqa: BLE001 - psutil.NoSuchProcess and kin: it is gone already
             pass
+    result.update(running=True, pid=pid)
     timeout = args.stop_timeout if args.stop_timeout is not None else expected_wait(reply)
     result["timeout_s"] = timeout
-    while not is_gone(proc) and time.monotonic() - started < timeout:
+    while proc is not None and not is_gone(proc) and time.monotonic() - started < timeout:
         time.sleep(0.05)
-    result["stopped"] = is_gone(proc)
+    result["stopped"] = proc is None or is_gone(proc)
     result["waited_s"] = round(time.monotonic() - started, 3)
     if reply is not None:
         result.update(already_stopping=reply.get("already_stopping", False), busy=reply.get("busy", 0))
     return result
+
+
+def _vetted(run: Path, pid: int) -> psutil.Process | None:
+    """The lock holder's process if it is a coordinator started before it wrote its pid, else None."""
+    from coordinator.daemon import coordinator_process, pid_file, read_pid_file
+
+    lock_file = run / "coordinator.lock"
+    if pid < 0:  # the lock is held but names nobody yet (a coordinator between flock and write)
+        pid = read_pid_file(pid_file(run)) or -1
+        lock_file = pid_file(run)
+    try:
+        written: float | None = lock_file.stat().st_mtime
+    except OSError:
+        written = None
+    return coordinator_process(pid, started_before=written)
 
 
 def render(result: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -145,6 +146,39 @@ def test_daemon_starts_detached_answers_works_and_stops(daemons: Path) -> None:
     assert gone(pid)
     assert not (daemons / "state" / "run" / "coordinator.pid").exists()
     assert f"coordinator {pid} stopped" in log.read_text()
+
+
+def test_the_daemon_keeps_no_descriptor_its_caller_passed(daemons: Path) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        started = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "coordinator.cli",
+                "start",
+                "--daemon",
+                "--config",
+                str(daemons / "ob.toml"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            cwd=str(daemons),
+            pass_fds=(write_end,),
+        )
+        assert started.returncode == 0, started.stderr
+        os.close(write_end)
+        write_end = -1
+        # EOF only once every holder of the write end closed it: a daemon that kept it would block this.
+        readable, _, _ = select.select([read_end], [], [], 10)
+        assert readable and os.read(read_end, 1) == b""
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    assert ctl(daemons, "stop").returncode == 0
 
 
 def test_a_stale_pid_file_is_taken_over(daemons: Path) -> None:

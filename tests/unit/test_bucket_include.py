@@ -4,6 +4,7 @@ an in-memory dict, as the worker reads them through its own safe opener."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -425,3 +426,46 @@ def test_edited_text_takes_effect_on_next_load() -> None:
     assert not load(BUCKET, "a.txt", xdg_config_home=XDG, home=HOME, read=reader(files)).related("b.txt")
     files[f"{BUCKET}/.bucket-include"] = "*.txt\n"
     assert load(BUCKET, "a.txt", xdg_config_home=XDG, home=HOME, read=reader(files)).related("b.txt")
+
+
+def test_a_range_spanning_slash_never_matches_it() -> None:
+    assert glob_match("a[.-0]b", "a.b") and glob_match("a[.-0]b", "a0b")
+    assert not glob_match("a[.-0]b", "a/b")
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        ("*a*a*a*a*a*a*a*a*b", "a" * 255),  # a plain translation backtracks for minutes here
+        ("*a*a*a*a*b", "a" * 200),
+        ("**/a/**/a/**/a/**/a/**/b", "/".join(["a"] * 500)),
+        ("x*a*a*a*/**/y*a*a*a*b", "/".join(["x" + "a" * 100] * 20)),
+    ],
+)
+def test_hostile_globs_against_hostile_names_stay_fast(pattern: str, path: str) -> None:
+    started = time.perf_counter()
+    assert not glob_match(pattern, path)
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "expected"),
+    [
+        ("*a*b", "xaab", True),
+        ("*a*b", "xaba", False),
+        ("a/**/b/**/c", "a/b/b/x/c", True),
+        ("a/**/b/**/c", "a/bb/c", False),
+        ("**/b/**/c", "bb/b/c", True),
+        ("a/**/b/", "a/x/b/y", True),
+        ("a/**/b/", "a/x/b", False),
+    ],
+)
+def test_committed_pieces_still_match_exactly(pattern: str, path: str, expected: bool) -> None:
+    assert glob_match(pattern, path) is expected
+
+
+def test_many_globs_join_in_one_regex() -> None:
+    # Each translation names its groups afresh, so globs with stars can share one alternation.
+    rules = merge([parse("*a*b*\n*a*b*\n**/x/**/y/**/z\n", "B")])
+    assert rules.related("qaqbq") and rules.related("x/x/y/z") and not rules.related("qq")

@@ -82,7 +82,7 @@ def test_every_field_is_rendered_and_the_stack_is_fenced(tmp_path: Path) -> None
         stack='Traceback (most recent call last):\n  File "x.py", line 1\nValueError: no\n',
         component="worker",
     )
-    assert text.startswith("# Error: report.pdf\n")
+    assert text.startswith("# Error: `report.pdf`\n")
     for row in [
         "| File | `report.pdf` |",
         f"| Path | `{tmp_path}/in/sub/report.pdf` |",
@@ -293,3 +293,10 @@ def test_a_sidecar_that_cannot_be_written_is_counted_and_never_raises(tmp_path: 
     sidecars = Sidecars()
     sidecars.failed(config(tmp_path), job, JobState.FAILED, {"category": "FileContent", "message": "m"})
     assert sidecars.failures == 1 and sidecars.written == 0
+
+
+def test_a_hostile_name_is_a_code_span_in_the_heading(tmp_path: Path) -> None:
+    name = "<img src=x onerror=alert(1)> ![[secret-note]].txt"
+    job = make_job(tmp_path / "in" / name, "in", name, tmp_path / "notes")
+    text = render(job, Content(why_not="binary file"))
+    assert text.splitlines()[0] == f"# Error: `{name}`"
