@@ -469,3 +469,16 @@ def test_many_globs_join_in_one_regex() -> None:
     # Each translation names its groups afresh, so globs with stars can share one alternation.
     rules = merge([parse("*a*b*\n*a*b*\n**/x/**/y/**/z\n", "B")])
     assert rules.related("qaqbq") and rules.related("x/x/y/z") and not rules.related("qq")
+
+
+def test_regexes_that_overflow_or_recurse_are_problems_not_crashes() -> None:
+    deep = "(" * 2000 + "a" + ")" * 2000
+    parsed = parse(f"[dirs:./d]\na{{99999999999}}\n{deep[:1000]}\nTODO\n", "B")
+    assert [p.line for p in parsed.problems] == [2, 3]
+    assert [r.pattern for r in parsed.dirs[0].patterns] == ["TODO"]
+
+
+def test_over_long_lines_are_refused() -> None:
+    parsed = parse("a" * 2000 + "\n*.md\n", "B")
+    assert [r.pattern for r in parsed.includes] == ["*.md"]
+    assert parsed.problems[0].line == 1 and "longer than" in parsed.problems[0].message

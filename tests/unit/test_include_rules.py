@@ -207,3 +207,14 @@ def test_bucket_rule_files_for_the_config_dump(layout: tuple[Path, Path]) -> Non
     ]
     assert rule_relpath(str(bucket), files[1].source) == ".js.bucket-include"
     assert rule_relpath(str(bucket), files[2].source) == files[2].source  # the global one: absolute
+
+
+def test_the_wire_bounds_hold_whatever_the_files_say(tmp_path: Path) -> None:
+    lines = [f"inc{i}/*.md" for i in range(700)] + [f"!exc{i}/**" for i in range(700)]
+    lines += [f"[dirs:./d{i}]\nTODO" for i in range(80)]
+    (tmp_path / ".bucket-include").write_text("\n".join(lines) + "\n")
+    wire = IncludeRules(str(tmp_path / "none")).load(str(tmp_path), "a.md").wire
+    assert wire is not None  # (a ContextRules past its bounds would not validate)
+    assert len(wire.includes) == 512 and wire.includes[0] == "inc0/*.md"
+    assert len(wire.excludes) == 512 and wire.excludes[-1] == "*.log"  # the defaults are kept
+    assert len(wire.dirs) == 64
