@@ -57,8 +57,8 @@ def test_failed_files_get_sidecars_and_a_later_success_removes_one(scratch: Path
         assert "Not shown: the file was quarantined" in quarantined
 
         assert not (notes / "fine.md.error").exists() and (notes / "fine.md.obs.md").exists()
-        # No sidecar temp file left. (A worker killed while writing a note can leave its `.<note>.job<N>.tmp`,
-        # which a retry of the job reuses; a quarantined job has no retry: that one is the worker's, not ours.)
+        # No sidecar temp file left. (A worker killed while writing a note can leave `.<note>.job<N>.tmp`,
+        # which a retry of the job reuses; a quarantined job has no retry: that one is the worker's.)
         assert [p.name for p in notes.iterdir() if p.name.endswith(".error.tmp")] == []
         assert not list(f.svc.bucket.glob("*.error"))
 

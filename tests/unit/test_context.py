@@ -370,3 +370,64 @@ def test_no_descriptor_is_left_open(tmp_path: Path, tool: str) -> None:
         )
         assert got.facts.scanned
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# -- hostile rules and trees --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["[click me](javascript:alert(1))", "<img src=x onerror=alert(1)>", "![[Other note]]"]
+)
+def test_a_dirs_path_cannot_inject_markdown_into_the_note(tmp_path: Path, path: str) -> None:
+    root = make(tmp_path / "b", {"x.md": "x\n"})
+    got = collector().collect(str(root), "x.md", dirs(path), NOTES)
+    assert got.greps[0].problem == f"{path} does not exist"
+    note = _render(got)
+    heading, sentence = (line for line in note.split("\n") if line.startswith(("###", "Not")))
+    assert heading == f"### `{path}/`"  # a code span: inert
+    bare = sentence.removeprefix("Not searched: ")
+    assert not set(_unescaped(bare)) & set("[]()<>!"), sentence
+
+
+def _unescaped(text: str) -> str:
+    """`text` without its backslash-escaped characters: what markdown could still act on."""
+    import re
+
+    return re.sub(r"\\.", "", text)
+
+
+def test_a_rejected_pattern_is_said_in_the_facts_and_the_note(tmp_path: Path) -> None:
+    import shutil
+
+    if not (shutil.which("rg") and shutil.which("grep")):
+        pytest.skip("rg and grep are needed")
+    root = make(tmp_path / "b", {"d/a.txt": "TODO\n"})
+    bad = r"(a+)+\N{DIGIT ZERO}"
+    shared = ContextCollector(DirectoryGrep(Breakers()))
+    some = shared.collect(str(root), "x", dirs("d", patterns=("TODO", bad)), NOTES)
+    assert some.facts.grep_matches == 1 and some.facts.grep_tool == "rg"
+    (problem,) = some.facts.problems
+    assert problem.startswith(f"[dirs:d] pattern not searched, rejected by rg and grep: {bad} (")
+    shown = "*pattern not searched, rejected by rg and grep: \\(a+\\)+\\\\N{DIGIT ZERO} \\(error: "
+    assert shown in _render(some)
+    only_bad = ContextRules(key="other", dirs=[DirsRule(path="d", patterns=[bad])])  # the key names the rules
+    none = shared.collect(str(root), "x", only_bad, NOTES)
+    assert none.greps[0].problem == "no pattern that rg or grep accepts" and none.facts.grep_dirs == 0
+    assert none.facts.problems[0] == "[dirs:d] not searched: no pattern that rg or grep accepts"
+    assert "Not searched: no pattern that rg or grep accepts." in _render(none)
+
+
+def test_the_cache_is_bounded_by_the_entries_it_holds(tmp_path: Path) -> None:
+    buckets = [make(tmp_path / f"b{i}", {f"f{j}.md": "x" for j in range(40)}) for i in range(5)]
+    now = [0.0]
+    shared = collector(clock=lambda: now[0], max_cached_entries=100)
+    for root in buckets:
+        assert shared.collect(str(root), "none", rules(), NOTES).facts.scanned
+    assert shared._cached_entries <= 100 and len(shared._cache) == 2  # 40 entries each: the last two
+    assert not shared.collect(str(buckets[-1]), "none", rules(), NOTES).facts.scanned
+    assert shared.collect(str(buckets[0]), "none", rules(), NOTES).facts.scanned  # evicted, the oldest
+    # A part bigger than the whole cap is not kept at all.
+    big = make(tmp_path / "big", {f"f{j}.md": "x" for j in range(150)})
+    assert shared.collect(str(big), "none", rules(), NOTES).facts.scanned
+    assert shared.collect(str(big), "none", rules(), NOTES).facts.scanned
+    assert shared._cached_entries == sum(len(part.files) for _, part in shared._cache.values())  # type: ignore[union-attr]

@@ -595,6 +595,32 @@ def test_hostile_names_cannot_break_the_yaml_or_the_title() -> None:
     note_for(text_facts(), "x", relpath=relpath).encode("utf-8")  # no lone surrogates left to write
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "![[Other note]].md",
+        "<img src=x onerror=alert(1)>.txt",
+        "[click me](javascript:alert(1)).md",
+        "a*b_c`d~~e==f$g%%h^i&amp;#tag|x\\",
+    ],
+)
+def test_a_file_name_cannot_add_markdown_or_html_to_the_title(name: str) -> None:
+    _, body = parse_front_matter(note_for(text_facts(), "x", relpath=f"d/{name}"))
+    title = next(line for line in body.split("\n") if line.startswith("# "))
+    # Every character markdown, Obsidian or HTML acts on is backslash-escaped: it reads as the name.
+    unescaped = re.sub(r"\\(.)", "", title[2:])
+    assert not set(unescaped) & set("\\`*_[]()<>!#|~=$%^&"), title
+    assert re.sub(r"\\(.)", r"\1", title[2:]) == name
+
+
+def test_md_escape_leaves_ordinary_names_alone() -> None:
+    from worker.skills import md
+
+    for name in ("notes.txt", "field-notes.md", "report 2024 v2.pdf", "données.csv"):
+        assert md.escape(name) == name
+    assert md.escape("a<b>\n!") == "a\\<b\\> \\!"
+
+
 def test_fence_outgrows_backticks_in_the_preview() -> None:
     preview = "before\n```\nnot the end\n`````\nstill inside ````` here\nafter"
     _, body = parse_front_matter(note_for(text_facts(line_count=6), preview, relpath="README.md"))

@@ -11,9 +11,12 @@ note settings change (a new CONFIG), and a file that lands during the window sho
 
 Safety: the walk never follows a symlink (`worker.tools.fswalk`), and a `[dirs:PATH]` is searched only
 when every component of PATH opens from the bucket root with `O_NOFOLLOW | O_DIRECTORY` (no symlink,
-no "..", nothing absolute); ripgrep and grep are given the checked path, and the check is made again after
-they ran, so a directory swapped for a symlink meanwhile discards its results. The Python fallback walks
-the opened descriptor itself.
+no "..", nothing absolute). That descriptor is what is searched: ripgrep and grep start in it (not in
+PATH, which may be swapped for a symlink meanwhile) and every line they print is checked against the file
+below it (`worker.tools.grep_verify`); the Python fallback walks it itself.
+
+The cache is bounded by the entries it holds (files listed, grep lines), not only by the parts: a part of
+100,000 files weighs some 30 MB.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from worker.tools.dirgrep import DirectoryGrep
 from worker.tools.fswalk import MAX_DEPTH, MAX_ENTRIES, WalkState, open_dir, walk_files
 from worker.tools.grep_context import GrepLine
 
-#: Cached parts kept at most; past it the cache starts over (many buckets times many rule sets).
+#: Cached parts kept at most, and entries (related files and grep lines) in all of them; past either the
+#: oldest parts are dropped (many buckets times many rule sets, each up to fswalk.MAX_ENTRIES files).
 MAX_CACHED = 256
+MAX_CACHED_ENTRIES = 200_000
 #: Problems carried in the facts (the protocol allows 32) and the characters of each.
 _MAX_PROBLEMS = 32
 _MAX_PROBLEM_CHARS = 1024
@@ -78,6 +83,7 @@ class GrepSection:
     fallback_reason: str = ""
     problem: str = ""  # set: not searched, and why
     kept_bytes: int = 0  # what `lines` cost against the note's byte budget
+    notices: tuple[str, ...] = ()  # searched, but: lines dropped, patterns left out, a budget hit
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +108,23 @@ class ContextCollector:
         clock: Callable[[], float] = time.monotonic,
         max_entries: int = MAX_ENTRIES,
         max_depth: int = MAX_DEPTH,
+        max_cached_entries: int = MAX_CACHED_ENTRIES,
     ) -> None:
         self._dirgrep = dirgrep or DirectoryGrep(Breakers())
         self._clock = clock
         self._max_entries = max_entries
         self._max_depth = max_depth
+        # Insertion order is age order: a part computed again is deleted and inserted anew.
         self._cache: dict[tuple[str, str, str], tuple[float, RelatedScan | GrepSection]] = {}
+        self._cached_entries = 0  # the weight of everything in _cache
+        self._max_cached_entries = max_cached_entries
         self._settings: NoteSettings | None = None
 
     def collect(self, root: str, relpath: str, rules: ContextRules, notes: NoteSettings) -> NoteContext:
         """The context of the file at `relpath` in the bucket at `root`, under `rules`."""
         if notes != self._settings:
             self._cache.clear()  # caps and context lines shaped what is cached
+            self._cached_entries = 0
             self._settings = notes
         fresh = False
         problems: list[str] = []
@@ -134,6 +145,7 @@ class ContextCollector:
             sections.append(section)
             if section.problem:
                 problems.append(f"[dirs:{rule.path}] not searched: {section.problem}")
+            problems += [f"[dirs:{rule.path}] {notice}" for notice in section.notices]
         shown, cut = _budget(sections, notes)
         searched = [s for s in sections if not s.problem]
         # The weakest tool that answered: a note half answered by Python says so.
@@ -162,11 +174,19 @@ class ContextCollector:
             return hit[1], False
         value = compute()
         ttl = self._settings.context_cache_s if self._settings else 0.0
-        if ttl > 0:
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
+        weight = _weight(value)
+        if hit is not None:
+            del self._cache[key]
+            self._cached_entries -= _weight(hit[1])
+        if ttl > 0 and weight <= self._max_cached_entries:
+            while self._cache and (
+                len(self._cache) >= MAX_CACHED or self._cached_entries + weight > self._max_cached_entries
+            ):
+                _, old = self._cache.pop(next(iter(self._cache)))  # the oldest
+                self._cached_entries -= _weight(old)
             # From when the part was computed: a slow walk must not make the next job walk again at once.
             self._cache[key] = (self._clock() + ttl, value)
+            self._cached_entries += weight
         return value, True
 
     # -- related files -----------------------------------------------------------------------------------
@@ -216,21 +236,18 @@ class ContextCollector:
         if fd is None:
             return replace(section, problem=why)
         try:
-            directory = os.path.join(root, *_parts(rule.path))
+            # The descriptor, not the path: the tools start in it and their lines are checked below it.
             found = self._dirgrep.search_context(
                 rule.patterns,
-                directory,
                 fd,
                 context_lines=notes.grep_context_lines,
                 max_matches=notes.grep_max_matches,
                 max_bytes=notes.grep_max_bytes,
             )
-            if found.tool != "python" and not _same_dir(root, rule.path, fd):
-                # rg and grep were given a path: if it was swapped for a symlink while they ran, what they
-                # printed may come from outside the bucket, so none of it is used.
-                return replace(section, problem="it changed while it was searched")
         finally:
             os.close(fd)
+        if not found.tool:
+            return replace(section, problem="no pattern that rg or grep accepts", notices=found.notices)
         prefix = _parts(rule.path)
         lines = tuple(
             replace(line, path=posixpath.join(*prefix, line.path)) if prefix else line for line in found.lines
@@ -243,6 +260,7 @@ class ContextCollector:
             complete=found.complete,
             tool=found.tool,
             fallback_reason=found.fallback_reason,
+            notices=found.notices,
         )
 
 
@@ -287,16 +305,9 @@ def _why_not_dir(dir_fd: int, name: str, exc: OSError) -> str:
     return f"cannot be opened ({exc.strerror or exc})"
 
 
-def _same_dir(root: str, path: str, fd: int) -> bool:
-    """Whether `path` still opens, symlink-free, as the directory `fd` is."""
-    again, _ = open_inside(root, path)
-    if again is None:
-        return False
-    try:
-        a, b = os.fstat(again), os.fstat(fd)
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-    finally:
-        os.close(again)
+def _weight(part: RelatedScan | GrepSection) -> int:
+    """What a cached part counts against MAX_CACHED_ENTRIES: its files or lines (at least 1)."""
+    return max(1, len(part.files) if isinstance(part, RelatedScan) else len(part.lines))
 
 
 def _parts(path: str) -> list[str]:

@@ -77,7 +77,8 @@ def render_note(
             ("tags", tags),
         ]
     )
-    body = [f"# {_inline(name)}", "", f"In {context_link(bucket)}: {md.code(relpath)}", ""]
+    # The title is the file's name, which whoever dropped the file chose: escaped, not only kept on one line.
+    body = [f"# {md.escape(name, limit=1000)}", "", f"In {context_link(bucket)}: {md.code(relpath)}", ""]
     body += [*_summary(facts, found), ""]
     for section in found.sections:
         body += [f"## {_inline(section.title)}", "", *section.lines, ""]

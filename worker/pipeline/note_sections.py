@@ -120,18 +120,23 @@ def grep_section(context: NoteContext) -> list[str]:
 def _one_section(section: GrepSection) -> list[str]:
     patterns = ", ".join(md.code(p, limit=300) for p in section.patterns) or "none"
     lines = [f"### {md.code(section.path + '/', limit=300)}", "", f"Patterns: {patterns}", ""]
+    # A problem or notice may quote the rule's path or a pattern, which the bucket wrote: escaped.
+    notices = [f"*{md.escape(notice, limit=1000)}.*" for notice in section.notices]
+    if notices:
+        notices.append("")
     if section.problem:
-        return [*lines, f"Not searched: {md.inline(section.problem, limit=1000)}.", ""]
+        return [*lines, f"Not searched: {md.escape(section.problem, limit=1000)}.", "", *notices]
     files = _by_file(section.lines)
     at_least = "" if section.complete else "at least "
     tool = f" ({md.inline(section.tool)})" if section.tool else ""
     if not section.matches:
-        return [*lines, f"No matches{tool}.", ""]
+        return [*lines, f"No matches{tool}.", "", *notices]
     noun = "match" if section.matches == 1 else "matches"
     shown = sum(line.match for line in section.lines)
     where = f" in {len(files):,} {'file' if len(files) == 1 else 'files'}"
-    if not shown:  # the sections before this one spent the note's budget
-        return [*lines, f"{at_least}{section.matches:,} {noun}{tool}; none are shown.".capitalize(), ""]
+    if not shown:  # the sections before this one spent the note's budget, or nothing held up
+        summary = f"{at_least}{section.matches:,} {noun}{tool}; none are shown."
+        return [*lines, summary[0].upper() + summary[1:], "", *notices]
     if shown < section.matches:
         summary = f"{at_least}{section.matches:,} {noun}{tool}; the first {shown:,} are shown:"
     else:
@@ -141,7 +146,7 @@ def _one_section(section: GrepSection) -> list[str]:
         count = sum(line.match for line in file_lines)
         title = f"{md.code(path, limit=1000)}: {count:,} {'match' if count == 1 else 'matches'}"
         lines += [title, "", *fence("\n".join(_numbered(file_lines))), ""]
-    return lines
+    return [*lines, *notices]
 
 
 def _by_file(lines: Iterable[GrepLine]) -> list[tuple[str, list[GrepLine]]]:

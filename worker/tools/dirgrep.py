@@ -9,10 +9,20 @@ Every tool is held to the same view of the directory: recursive, hidden names (t
 skipped, binary files skipped, `.gitignore` not honoured (a bucket is not a repository), at most
 `MAX_MATCHES` lines. Results are cached per (regex, directory) for `cache_s`, so a burst of files landing
 in one directory runs one search, not one per file.
+
+`search_context` (a note's `[dirs:PATH]` sections, whose patterns and files are the bucket's, so hostile)
+holds the tools tighter. They run in the directory already opened and checked, by descriptor
+(`/proc/self/fd/N`), never by a path that could be swapped meanwhile, and every line they print is checked
+against the file below that descriptor (`worker.tools.grep_verify`). A pattern a tool rejects as bad
+syntax is not the tool failing (its breaker, shared with skills and other rules, is not charged); one
+that every tool tried rejects is left out with a notice, never handed to Python, whose backtracking
+cannot be interrupted. Python runs only when the tools are missing, failing or their breakers open, and
+then within `python_budget_s` of wall time.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -23,7 +33,7 @@ from typing import TypeVar
 
 from loguru import logger
 
-from worker.tools import grep_context
+from worker.tools import grep_context, grep_verify
 from worker.tools.breaker import Breakers
 from worker.tools.command import CommandResult, ToolMissing, run_command
 from worker.tools.fswalk import WalkState
@@ -42,6 +52,12 @@ CACHE_S = 10.0
 _TIMEOUT_S = 20.0
 _MAX_OUTPUT = 4 * 1024 * 1024
 _MAX_FILE_BYTES = 8 * 1024 * 1024  # the Python fallback reads files up to this size
+#: Wall time one Python context search may take (checked between files and between patterns).
+PYTHON_BUDGET_S = 5.0
+#: How long asking a tool whether it accepts a pattern (on /dev/null) may take.
+_PROBE_TIMEOUT_S = 5.0
+#: Characters of a rejected pattern quoted in a notice.
+_PATTERN_CHARS = 200
 _reported_missing: set[str] = set()
 
 
@@ -72,8 +88,36 @@ class ContextResult:
     lines: tuple[GrepLine, ...]
     matches: int
     complete: bool
-    tool: str
+    tool: str  # "" when nothing was searched (every pattern rejected)
     fallback_reason: str
+    notices: tuple[str, ...] = ()  # what the note and the record should say: lines dropped, patterns left out
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One tool's answer to a context search, before it becomes a ContextResult."""
+
+    lines: list[GrepLine]
+    total: int
+    partial: bool
+    notices: list[str]
+
+
+class PatternRejected(Exception):
+    """rg or grep refused some patterns as bad syntax: the tool works, the patterns do not."""
+
+    def __init__(self, tool: str, rejected: dict[str, str]) -> None:
+        super().__init__(f"rejected {len(rejected)} pattern{'s' if len(rejected) != 1 else ''} as bad syntax")
+        self.tool = tool
+        self.rejected = rejected  # pattern -> the tool's message
+
+
+class _AllRejected(Exception):
+    """Every tool that ran rejected some patterns (by tool: pattern -> message); Python was not run."""
+
+    def __init__(self, by_tool: dict[str, dict[str, str]]) -> None:
+        super().__init__("patterns rejected")
+        self.by_tool = by_tool
 
 
 class DirectoryGrep:
@@ -87,8 +131,10 @@ class DirectoryGrep:
         cache_s: float = CACHE_S,
         clock: Callable[[], float] = time.monotonic,
         env: Mapping[str, str] | None = None,
+        python_budget_s: float = PYTHON_BUDGET_S,
     ) -> None:
         self._breakers = breakers
+        self._python_budget_s = python_budget_s
         self._env = env  # None: the worker's own (its PATH finds the tools)
         self._tools = tuple(tools)
         self._cache_s = cache_s
@@ -117,52 +163,146 @@ class DirectoryGrep:
     def search_context(
         self,
         patterns: Sequence[str],
-        directory: str,
         top_fd: int,
         *,
         context_lines: int,
         max_matches: int,
         max_bytes: int,
     ) -> ContextResult:
-        """Lines matching any of `patterns` under `directory` (open as `top_fd`, which the Python fallback
-        walks), with `context_lines` around each, cut to `max_matches` and `max_bytes`. Not cached here:
-        the caller (`worker.pipeline.context`) caches whole sections."""
-
-        def external(tool: str) -> tuple[list[GrepLine], int, bool]:
-            argv = grep_context.argv(tool, patterns, context_lines)
-            result = run_command(
-                argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=directory, env=self._env
+        """Lines matching any of `patterns` in the directory open as `top_fd` and below, with
+        `context_lines` around each, cut to `max_matches` and `max_bytes`. Not cached here: the caller
+        (`worker.pipeline.context`) caches whole sections. Patterns that every tool tried rejects are left
+        out (a notice each); the rest are searched."""
+        active = list(patterns)
+        notices: list[str] = []
+        # Each round leaves out at least one pattern, so this ends; normally it runs once.
+        while active:
+            args = (active, top_fd, context_lines, max_matches, max_bytes)
+            try:
+                answer, tool, reason = self._chain(
+                    functools.partial(self._context_once, *args),
+                    functools.partial(self._context_python, *args),
+                )
+            except _AllRejected as exc:
+                skip = _to_skip(active, exc.by_tool)
+                notices += [_rejected_notice(p, exc.by_tool) for p in active if p in skip]
+                active = [p for p in active if p not in skip]
+                continue
+            everything = (*notices, *answer.notices)
+            return ContextResult(
+                tuple(answer.lines), answer.total, not answer.partial, tool, reason, everything
             )
-            _check(result)
-            kept, total, _ = grep_context.take(
-                grep_context.parse(result.stdout),
-                max_matches=max_matches,
-                max_bytes=max_bytes,
-                context_lines=context_lines,
-            )
-            # Every match printed is counted: the count is exact unless the output cap cut the printing.
-            return kept, total, result.truncated
+        return ContextResult((), 0, True, "", "", tuple(notices))
 
-        def python() -> tuple[list[GrepLine], int, bool]:
-            state = WalkState()
-            kept, total, cut = grep_context.take(
-                grep_context.python(patterns, top_fd, context_lines, state),
-                max_matches=max_matches,
-                max_bytes=max_bytes,
-                context_lines=context_lines,
-                count_all=False,
-            )
-            # Python stops reading at the first match past the budget: its count is then a lower bound.
-            return kept, total, cut or state.stopped
+    def _context_once(
+        self,
+        patterns: Sequence[str],
+        top_fd: int,
+        context_lines: int,
+        max_matches: int,
+        max_bytes: int,
+        tool: str,
+    ) -> _Answer:
+        """One search of `patterns` by rg or grep, its lines checked against the files."""
+        # Popen changes into `cwd` in the child, after the fork and before exec: /proc/self/fd/N is then the
+        # child's copy of our descriptor (O_CLOEXEC closes it only at exec), so the tool starts in the very
+        # directory open_inside checked, even if its path now names a symlink.
+        result = run_command(
+            grep_context.argv(tool, patterns, context_lines),
+            timeout_s=_TIMEOUT_S,
+            max_output_bytes=_MAX_OUTPUT,
+            cwd=f"/proc/self/fd/{top_fd}",
+            env=self._env,
+        )
+        if _maybe_syntax(result):
+            raise PatternRejected(tool, self._rejected(tool, patterns, result))
+        _check(result)
+        kept, total, _ = grep_context.take(
+            grep_context.parse(result.stdout),
+            max_matches=max_matches,
+            max_bytes=max_bytes,
+            context_lines=context_lines,
+        )
+        checked, dropped = grep_verify.verify(kept, top_fd, context_lines)
+        notices = []
+        if dropped:
+            lines = "line" if dropped == 1 else "lines"
+            why = "their file changed or is not a regular file inside the bucket"
+            notices.append(f"{dropped:,} grep {lines} dropped: {why}")
+        # Every match printed is counted (the count is exact unless the output cap cut the printing), less
+        # the matches that did not hold up: they are not in the bucket as printed.
+        total -= sum(line.match for line in kept) - sum(line.match for line in checked)
+        return _Answer(checked, total, result.truncated, notices)
 
-        (lines, total, partial), tool, reason = self._chain(external, python)
-        return ContextResult(tuple(lines), total, not partial, tool, reason)
+    def _context_python(
+        self, patterns: Sequence[str], top_fd: int, context_lines: int, max_matches: int, max_bytes: int
+    ) -> _Answer:
+        """The Python fallback: it walks `top_fd` itself (nothing to check), within its time budget."""
+        state = WalkState()
+        budget = grep_context.PythonBudget(self._clock() + self._python_budget_s, self._clock, max_matches)
+        kept, total, cut = grep_context.take(
+            grep_context.python(patterns, top_fd, context_lines, state, budget),
+            max_matches=max_matches,
+            max_bytes=max_bytes,
+            context_lines=context_lines,
+            count_all=False,
+        )
+        notices = []
+        if budget.timed_out:
+            notices.append(
+                f"the Python search stopped after {self._python_budget_s:g} s: there may be more matches"
+            )
+        # Python stops reading at the first match past the budget: its count is then a lower bound.
+        return _Answer(kept, total, cut or state.stopped or budget.timed_out, notices)
+
+    def _rejected(self, tool: str, patterns: Sequence[str], result: CommandResult) -> dict[str, str]:
+        """Which of `patterns` `tool` rejects as bad syntax, with its message, asked on /dev/null (halving
+        the set: a few bad patterns among many cost a few runs). Raises _ToolFailed when the tool fails
+        on a plain pattern too, or accepts each one: then it is broken, not the patterns."""
+        control = self._probe(tool, ["x"])
+        if control is not None:
+            raise _ToolFailed(f"exited with {result.exit_code}: {result.stderr_tail.strip()[-200:]}")
+        found: dict[str, str] = {}
+        pending = [list(patterns)]
+        while pending:
+            group = pending.pop()
+            message = self._probe(tool, group)
+            if message is None:
+                continue
+            if len(group) == 1:
+                found[group[0]] = message
+            else:
+                half = len(group) // 2
+                pending += [group[half:], group[:half]]
+        if not found:
+            raise _ToolFailed(f"exited with {result.exit_code}: {result.stderr_tail.strip()[-200:]}")
+        return found
+
+    def _probe(self, tool: str, patterns: Sequence[str]) -> str | None:
+        """Why `tool` rejects `patterns` (its last line of stderr), or None when it accepts them."""
+        result = run_command(
+            grep_context.argv(tool, patterns, 0, top="/dev/null"),
+            timeout_s=_PROBE_TIMEOUT_S,
+            max_output_bytes=_MAX_OUTPUT,
+            env=self._env,
+        )
+        if result.timed_out:  # on an empty input: the tool is in trouble, whatever the pattern
+            raise _ToolFailed("timed out checking its patterns")
+        if result.exit_code in (0, 1):
+            return None
+        lines = [line.strip() for line in result.stderr_tail.splitlines() if line.strip()]
+        return (lines[-1] if lines else f"exited with {result.exit_code}").removeprefix(f"{tool}: ")[:200]
 
     def _chain(self, external: Callable[[str], _T], python: Callable[[], _T]) -> tuple[_T, str, str]:
         """The first tool's answer, which tool gave it, and why the ones before it did not."""
         reasons: list[str] = []
+        rejected: dict[str, dict[str, str]] = {}
         for tool in self._tools:
             if tool == "python":
+                if rejected:
+                    # A tool refused these patterns: Python, which accepts more, is not handed them (one
+                    # that backtracks catastrophically would hold the worker to the job's deadline).
+                    raise _AllRejected(rejected)
                 return python(), "python", "; ".join(reasons)
             breaker = self._breakers.for_tool(tool)
             if not breaker.allow():
@@ -170,6 +310,11 @@ class DirectoryGrep:
                 continue
             try:
                 answer = external(tool)
+            except PatternRejected as exc:
+                breaker.success()  # the tool ran and answered: the patterns are at fault, not it
+                rejected[tool] = exc.rejected
+                reasons.append(f"{tool}: {exc}")
+                continue
             except ToolMissing as exc:
                 breaker.success()  # nothing failed: there is no tool
                 if tool not in _reported_missing:
@@ -183,6 +328,8 @@ class DirectoryGrep:
                 continue
             breaker.success()
             return answer, tool, "; ".join(reasons)
+        if rejected:
+            raise _AllRejected(rejected)
         raise RuntimeError("no directory grep tool configured")  # "python" ends every real chain
 
 
@@ -207,6 +354,33 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
     result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=directory, env=env)
     _check(result)
     return _parse(result.stdout, ".")
+
+
+def _maybe_syntax(result: CommandResult) -> bool:
+    """Whether rg or grep may have refused a pattern: both then exit 2 at once, with a message and no
+    output. (Which one, if any, is asked of the tool itself: their messages differ by tool, version and
+    locale.)"""
+    return (
+        result.exit_code == 2
+        and not result.stdout
+        and not result.timed_out
+        and not result.truncated
+        and bool(result.stderr_tail.strip())
+    )
+
+
+def _to_skip(active: Sequence[str], by_tool: dict[str, dict[str, str]]) -> set[str]:
+    """The patterns to leave out: those every rejecting tool rejects; else (each tool rejects a different
+    one, so none can search them all) every pattern some tool rejects."""
+    every = {p for p in active if all(p in bad for bad in by_tool.values())}
+    return every or {p for p in active if any(p in bad for bad in by_tool.values())}
+
+
+def _rejected_notice(pattern: str, by_tool: dict[str, dict[str, str]]) -> str:
+    tools = [tool for tool, bad in by_tool.items() if pattern in bad]
+    shown = pattern if len(pattern) <= _PATTERN_CHARS else pattern[: _PATTERN_CHARS - 1] + "…"
+    why = by_tool[tools[0]][pattern]
+    return f"pattern not searched, rejected by {' and '.join(tools)}: {shown} ({why})"
 
 
 def _check(result: CommandResult) -> None:

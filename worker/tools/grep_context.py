@@ -5,7 +5,9 @@ With `--null` both tools print a match as `path\\0N:text`, a context line as `pa
 between groups that are not adjacent; the parser reads both kinds into one stream of `GrepLine`s, which
 `take` cuts to a number of matches and bytes without ever keeping a context line whose match was cut.
 The Python fallback walks the tree through `worker.tools.fswalk` (no symlink followed, bounded) and
-yields the same stream. All three skip hidden names and binary files, as `worker.tools.dirgrep` does.
+yields the same stream, within a wall-clock budget and reading no more matches than the note can show.
+All three skip hidden names and binary files, as `worker.tools.dirgrep` does. What rg and grep print is
+not trusted as it is: `worker.tools.grep_verify` checks each line against the file, with `clean_line`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from worker.tools.fswalk import WalkState, walk_files
 from worker.tools.lines import matching_lines
@@ -38,18 +40,40 @@ class GrepLine:
     match: bool
 
 
-def argv(tool: str, patterns: Sequence[str], context_lines: int) -> list[str]:
-    """The command line searching the current directory for any of `patterns`, `context_lines` around each.
+@dataclass
+class PythonBudget:
+    """What bounds one Python search besides the walk: a wall-clock budget (`clock() >= deadline` stops it,
+    checked between files and between patterns: one `finditer` cannot be interrupted) and the matches the
+    note can show (`max_matches`: more are never collected from one file). `timed_out` says it stopped."""
+
+    deadline: float
+    clock: Callable[[], float]
+    max_matches: int
+    yielded: int = 0  # matches handed out so far
+    timed_out: bool = field(default=False)
+
+    def out_of_time(self) -> bool:
+        if not self.timed_out and self.clock() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
+
+
+def argv(tool: str, patterns: Sequence[str], context_lines: int, top: str = ".") -> list[str]:
+    """The command line searching `top` (by default the current directory) for any of `patterns`,
+    `context_lines` around each.
 
     Run it in the directory: grep's --exclude-dir also applies to every suffix of a path it is given, so
-    a hidden component anywhere in it (".config/x") would hide the whole tree; "." is never excluded."""
-    top = "."
+    a hidden component anywhere in it (".config/x") would hide the whole tree; "." is never excluded.
+    (`top` is something else only to ask a tool whether it accepts a pattern, on /dev/null.)"""
     if tool == "rg":
         return [
             *("rg", "--no-heading", "--line-number", "--with-filename", "--null", "--color", "never"),
             # --no-config: RIPGREP_CONFIG_PATH must not slip in flags such as --pre (a command per file).
             # --sort path: one thread, but the same budget picks the same lines every time.
             *("--no-config", "--no-ignore", "--no-messages", "--max-columns", "0", "--sort", "path"),
+            # --encoding none: no UTF-16 transcoding (a file with NULs is binary, as for grep and Python),
+            # so every line printed is the file's own bytes and can be checked against it.
+            *("--encoding", "none"),
             *("-C", str(context_lines)),
             *(arg for pattern in patterns for arg in ("-e", pattern)),
             *("--", top),
@@ -65,8 +89,9 @@ def argv(tool: str, patterns: Sequence[str], context_lines: int) -> list[str]:
 
 
 def parse(output: bytes) -> Iterator[GrepLine]:
-    """The lines of rg's or grep's `--null` output for a search of ".", paths without the "./"."""
-    prefix = "./"
+    """The lines of rg's or grep's `--null` output for a search of ".", paths as printed ("./a.txt"):
+    `worker.tools.grep_verify.verify` checks them and makes them relative. (A path printed without the
+    "./" is a line forged by a newline in a file name, which only the verifier can tell.)"""
     for raw in output.split(b"\n"):
         path, sep, rest = raw.partition(b"\0")
         if not sep:
@@ -75,9 +100,13 @@ def parse(output: bytes) -> Iterator[GrepLine]:
         kind = rest[digits : digits + 1]
         if not digits or kind not in (b":", b"-"):
             continue
-        text = rest[digits + 1 :].decode("utf-8", "replace").removesuffix("\r")
-        name = os.fsdecode(path).removeprefix(prefix)
-        yield GrepLine(name, int(rest[:digits]), text[:MAX_LINE_CHARS], kind == b":")
+        yield GrepLine(os.fsdecode(path), int(rest[:digits]), clean_line(rest[digits + 1 :]), kind == b":")
+
+
+def clean_line(raw: bytes) -> str:
+    """One line's bytes (without its "\\n") as the notes show it: UTF-8 (bad bytes replaced), no final
+    "\\r", at most MAX_LINE_CHARS characters. The verifier cleans the file's line the same way."""
+    return raw.decode("utf-8", "replace").removesuffix("\r")[:MAX_LINE_CHARS]
 
 
 def take(
@@ -128,12 +157,17 @@ def _follows(line: GrepLine, match: GrepLine | None, context_lines: int) -> bool
     return match is not None and line.path == match.path and 0 < line.line - match.line <= context_lines
 
 
-def python(patterns: Sequence[str], top_fd: int, context_lines: int, state: WalkState) -> Iterator[GrepLine]:
-    """The Python fallback: search the tree below `top_fd` (never through a symlink) line by line."""
+def python(
+    patterns: Sequence[str], top_fd: int, context_lines: int, state: WalkState, budget: PythonBudget
+) -> Iterator[GrepLine]:
+    """The Python fallback: search the tree below `top_fd` (never through a symlink) line by line, until
+    the walk's bounds or the `budget` stop it."""
     compiled = [re.compile(p, re.MULTILINE) for p in patterns]
     for rel, entry, dir_fd in walk_files(top_fd, state, prune=_hidden):
+        if budget.out_of_time():
+            return
         if not entry.name.startswith("."):
-            yield from _grep_file(rel, entry.name, dir_fd, compiled, context_lines)
+            yield from _grep_file(rel, entry.name, dir_fd, compiled, context_lines, budget)
 
 
 def _hidden(rel: str) -> bool:
@@ -141,15 +175,30 @@ def _hidden(rel: str) -> bool:
 
 
 def _grep_file(
-    rel: str, name: str, dir_fd: int, compiled: list[re.Pattern[str]], context_lines: int
+    rel: str,
+    name: str,
+    dir_fd: int,
+    compiled: list[re.Pattern[str]],
+    context_lines: int,
+    budget: PythonBudget,
 ) -> Iterator[GrepLine]:
     data = _read_regular(name, dir_fd)
     if data is None or b"\0" in data[:8192]:
         return  # unreadable, not a regular file, too large, or binary (as rg and grep -I skip it)
     text = data.decode("utf-8", "replace")
-    hits = sorted({line for regex in compiled for line, _, _ in matching_lines(regex, text)})
+    # One past what the note can still show, so that `take` sees the budget is full: a file matching on
+    # every line must not have all of its lines listed first. The first `room` lines of the union are
+    # among the first `room` of the pattern that matched each, so the cut is exact.
+    room = max(0, budget.max_matches - budget.yielded) + 1
+    found: set[int] = set()
+    for regex in compiled:
+        if budget.out_of_time():
+            break  # what the patterns before found is still shown
+        found.update(line for line, _, _ in matching_lines(regex, text, room))
+    hits = sorted(found)[:room]
     if not hits:
         return
+    budget.yielded += len(hits)
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line
