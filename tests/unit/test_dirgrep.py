@@ -259,6 +259,23 @@ def test_a_forged_line_from_the_tool_is_dropped_and_said_once(tmp_path: Path) ->
     )
 
 
+def test_a_directory_rule_checks_what_the_tool_printed_too(tmp_path: Path) -> None:
+    # The `[[grep]] scope = "directory"` search: the same check as the context search.
+    top = tmp_path / "d"
+    top.mkdir()
+    (top / "a.txt").write_text("TODO real\n")
+    (tmp_path / "passwd").write_text("root:x:0:0\n")
+    (top / "link").symlink_to(tmp_path / "passwd")
+    env = fake_tool(
+        tmp_path,
+        "rg",
+        r"printf './a.txt\0001:TODO real\n./link\0001:root:x:0:0\n./a.txt\0002:forged\n'",
+    )
+    found = DirectoryGrep(Breakers(), env=env).search("TODO", str(top))
+    assert found.tool == "rg"
+    assert [(m.path, m.line, m.text) for m in found.matches] == [("a.txt", 1, "TODO real")]
+
+
 @pytest.mark.parametrize("tool", ["rg", "grep"])
 def test_a_newline_in_a_file_name_cannot_forge_the_path_shown(tmp_path: Path, tool: str) -> None:
     top = tmp_path / "d"

@@ -37,7 +37,7 @@ from worker.tools import grep_context, grep_verify
 from worker.tools.breaker import Breakers
 from worker.tools.command import CommandResult, ToolMissing, run_command
 from worker.tools.fswalk import WalkState
-from worker.tools.grep_context import GrepLine
+from worker.tools.grep_context import GrepLine, clean_line
 from worker.tools.lines import matching_lines
 
 __all__ = ["ContextResult", "DirMatch", "DirResult", "DirectoryGrep", "matching_lines"]
@@ -342,7 +342,7 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
         argv = [
             *("rg", "--no-heading", "--line-number", "--with-filename", "--null", "--color", "never"),
             # --no-config: RIPGREP_CONFIG_PATH must not slip in flags such as --pre (a command per file).
-            *("--no-config", "--no-ignore", "--no-messages", "--max-columns", "0"),
+            *("--no-config", "--no-ignore", "--no-messages", "--max-columns", "0", "--encoding", "none"),
             *("-e", regex, "--", "."),
         ]
     elif tool == "grep":
@@ -350,10 +350,20 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
     else:
         raise ToolMissing(2, "unknown directory grep tool", tool)
     # Run in the directory, searching ".": grep's --exclude-dir also matches the components of a path it is
-    # given, so a bucket under a hidden directory (~/.local/inbox) would have had every file skipped.
-    result = run_command(argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=directory, env=env)
-    _check(result)
-    return _parse(result.stdout, ".")
+    # given, so a bucket under a hidden directory (~/.local/inbox) would have had every file skipped. And
+    # run in it by descriptor, with every printed line checked against the file below that descriptor, as
+    # `search_context` does (see `grep_verify`): ripgrep follows a file swapped for a symlink mid-search.
+    top_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        result = run_command(
+            argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=f"/proc/self/fd/{top_fd}", env=env
+        )
+        _check(result)
+        printed = [GrepLine(m.path, m.line, m.text, True) for m in _parse(result.stdout)]
+        checked, _ = grep_verify.verify(printed, top_fd, 0)
+    finally:
+        os.close(top_fd)
+    return tuple(DirMatch(g.path, g.line, g.text[:MAX_LINE_CHARS]) for g in checked[:MAX_MATCHES])
 
 
 def _maybe_syntax(result: CommandResult) -> bool:
@@ -393,21 +403,17 @@ def _check(result: CommandResult) -> None:
         raise _ToolFailed(f"{why}: {result.stderr_tail.strip()[-200:]}")
 
 
-def _parse(output: bytes, directory: str) -> tuple[DirMatch, ...]:
-    """`path\\0line:text` lines, as both tools print them with --null."""
+def _parse(output: bytes) -> list[DirMatch]:
+    """`path\\0line:text` lines, as both tools print them with --null, paths as printed ("./a.txt")."""
     out: list[DirMatch] = []
-    prefix = directory.rstrip("/") + "/"
     for raw in output.split(b"\n"):
         path, sep, rest = raw.partition(b"\0")
         number, colon, text = rest.partition(b":")
         if not sep or not colon or not number.isdigit():
             continue  # a line cut by the output cap, or noise
-        name = os.fsdecode(path)
-        out.append(
-            DirMatch(name.removeprefix(prefix), int(number), text.decode("utf-8", "replace")[:MAX_LINE_CHARS])
-        )
+        out.append(DirMatch(os.fsdecode(path), int(number), clean_line(text)))
     out.sort(key=lambda m: (m.path, m.line))
-    return tuple(out[:MAX_MATCHES])
+    return out
 
 
 def _python(regex: str, directory: str) -> tuple[DirMatch, ...]:
