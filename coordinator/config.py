@@ -247,7 +247,24 @@ class BucketConfig(_Section):
     def _default_name(self) -> BucketConfig:
         if not self.name:
             self.name = self.path.expanduser().absolute().name or "bucket"
+        # A name becomes a directory (`<output>/<name>/` when buckets share an output, `sidecar_dir/<name>/`)
+        # and a note's name (`CONTEXT_TREE-<name>`): one path component, printable, of a bounded length.
+        problem = _bad_bucket_name(self.name)
+        if problem is not None:
+            raise ValueError(f"bucket name {self.name!r}: {problem}")
         return self
+
+
+def _bad_bucket_name(name: str) -> str | None:
+    if name in (".", ".."):
+        return "cannot be '.' or '..'"
+    if "/" in name or "\x00" in name:
+        return "cannot contain '/' or NUL (it names a directory)"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return "cannot contain control characters"
+    if len(name) > 200:
+        return "at most 200 characters"
+    return None
 
 
 class SkillRuleConfig(_Section):

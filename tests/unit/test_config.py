@@ -155,3 +155,22 @@ def test_config_dump_sources_name_the_variable(tmp_path: Path, monkeypatch: pyte
     assert source_of("service.workers", sources) == "env:OPENBUCKETS_SERVICE__WORKERS"
     assert source_of("service.log_level", sources) == "cli"
     assert source_of("service.output", sources) == "default"
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("a/b", "cannot contain '/'"),
+        ("..", "cannot be '.' or '..'"),
+        ("x\x01y", "control characters"),
+        ("n" * 201, "at most 200"),
+    ],
+)
+def test_a_bucket_name_is_one_printable_path_component(tmp_path: Path, name: str, why: str) -> None:
+    # It names a directory (<output>/<name>/, sidecar_dir/<name>/) and a note (CONTEXT_TREE-<name>).
+    config = tmp_path / "ob.toml"
+    toml_name = name.replace("\x01", "\\u0001")  # (TOML spells a control character as an escape)
+    config.write_text(f'[[buckets]]\nname = "{toml_name}"\npath = "{tmp_path}"\n')
+    with pytest.raises(ConfigError, match=why) as raised:
+        load_config(config)
+    assert "\n" not in str(raised.value) and "buckets[0]" in str(raised.value)
