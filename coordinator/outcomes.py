@@ -15,6 +15,7 @@ with backoff and health reports `records`, so nothing is lost and nothing is mar
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +32,7 @@ from coordinator.sidecars import Sidecars
 from coordinator.states import JobState
 from protocol.bucket_include import Problem
 from protocol.messages import Error, Result
+from protocol.note_files import job_temp_path
 
 
 class Outcomes:
@@ -188,6 +190,12 @@ class Outcomes:
                 job, tried="retried with backoff on a fresh worker", why=f"{job.kills} worker deaths"
             ),
         )
+        if ended:
+            # A worker killed while writing its note leaves the job's temp note, which only a retry reuses.
+            try:
+                os.unlink(job_temp_path(str(job.output_path), job.wire_id))
+            except OSError:
+                pass  # (none, the usual case: the deaths came before the note)
         if ended and self.config.jobs.quarantine_move:
             moved = move_input(job, self.config.quarantine_dir())
             if moved is not None:

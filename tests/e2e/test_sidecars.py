@@ -57,9 +57,9 @@ def test_failed_files_get_sidecars_and_a_later_success_removes_one(scratch: Path
         assert "Not shown: the file was quarantined" in quarantined
 
         assert not (notes / "fine.md.error").exists() and (notes / "fine.md.obs.md").exists()
-        # No sidecar temp file left. (A worker killed while writing a note can leave `.<note>.job<N>.tmp`,
-        # which a retry of the job reuses; a quarantined job has no retry: that one is the worker's.)
-        assert [p.name for p in notes.iterdir() if p.name.endswith(".error.tmp")] == []
+        # No temp file left: neither a sidecar's nor the temp note a worker killed mid-write leaves (a retry
+        # reuses it; the coordinator removes a quarantined job's).
+        assert sorted(p.name for p in notes.iterdir() if p.name.startswith(".")) == []
         assert not list(f.svc.bucket.glob("*.error"))
 
         # A new version that the handler now accepts: its note is written, the stale sidecar goes.

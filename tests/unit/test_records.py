@@ -167,3 +167,33 @@ def test_every_error_record_has_component_operation_recovery_and_context(tmp_pat
     assert by_component["worker"]["context"]["worker"] == "0.1"
     w.close()
     queue.close()
+
+
+def test_a_quarantined_jobs_temp_note_is_removed(tmp_path: Path) -> None:
+    # A worker killed while writing the note leaves the job's temp note; only a retry would reuse it.
+    from coordinator.config import load_config
+    from coordinator.health import Health
+    from coordinator.outcomes import Outcomes
+    from coordinator.queue import JobQueue
+    from protocol.note_files import job_temp_path
+
+    queue = JobQueue(tmp_path / "q.db")
+    w = RecordWriter(tmp_path / "records")
+    config = load_config(None, {"supervisor.quarantine_after": 2, "notes.error_sidecars": False})
+    outcomes = Outcomes(config, queue, w, Health())
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    job = queue.add(("b", "f", 1, 1, 1), path="/b/f", relpath="f", output_path=notes / "f.obs.md")
+    assert job is not None
+    temp = Path(job_temp_path(str(notes / "f.obs.md"), job.wire_id))
+    temp.write_text("half a note")
+    queue.mark_running(job, "0.1", lease_s=10)
+    outcomes.worker_died(job, "WorkerCrash", "killed by SIGKILL", "SIGKILL")
+    assert temp.exists()  # retried: the retry overwrites and renames it
+    queue.flush()
+    queue.mark_running(job, "0.2", lease_s=10)
+    outcomes.worker_died(job, "WorkerCrash", "killed by SIGKILL", "SIGKILL")
+    assert job.state.value == "quarantined" and not temp.exists()
+    assert list(notes.iterdir()) == []
+    w.close()
+    queue.close()

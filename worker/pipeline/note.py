@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from protocol.messages import FileFacts
+from protocol.note_files import job_temp_name
 from worker.pipeline.context import NoteContext
 from worker.pipeline.excerpt import Excerpt
 from worker.pipeline.grep import GrepResult
@@ -104,8 +105,10 @@ def write_atomic(path: Path, text: str, owner: str | None = None) -> None:
     renames, instead of one that stays forever; two jobs never share one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"job{owner}" if owner is not None else secrets.token_hex(4)
-    temp = path.with_name(f".{path.name}.{tag}.tmp")
+    name = (
+        job_temp_name(path.name, owner) if owner is not None else f".{path.name}.{secrets.token_hex(4)}.tmp"
+    )
+    temp = path.with_name(name)
     # os.open rather than mkstemp: mkstemp's 0600 would make every note private to the service user.
     exclusive = os.O_EXCL if owner is None else os.O_TRUNC
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | exclusive | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
