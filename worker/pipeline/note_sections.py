@@ -85,10 +85,10 @@ def related_section(related: RelatedView) -> list[str]:
     if not related.count:
         lines.append("No other file of the bucket matches the `.bucket-include` rules.")
     else:
-        noun = "file" if related.count == 1 else "files"
+        noun, verb = ("file", "matches") if related.count == 1 else ("files", "match")
         lines += [
             f"{related.count:,} {noun}, {human_size(related.total_bytes)}, "
-            "match the `.bucket-include` rules:",
+            f"{verb} the `.bucket-include` rules:",
             "",
         ]
         items = [f"{md.code(path, limit=1000)} ({short_size(size)})" for path, size in related.listed]
