@@ -249,7 +249,10 @@ def _segment_regex(segment: str) -> str:
 def glob_regex(pattern: str) -> str:
     """The regex (for `re.fullmatch`) a glob compiles to; `ValueError` says why a glob is invalid."""
     body = pattern
-    dir_only = body.endswith("/") and not body.endswith("\\/")
+    # A trailing "/" names a directory unless an odd number of backslashes escapes it (an even number is
+    # escaped backslashes, then the directory's slash).
+    trailing = len(body) - 1 - len(body[:-1].rstrip("\\")) if body.endswith("/") else 0
+    dir_only = body.endswith("/") and trailing % 2 == 0
     body = body.rstrip("/") if dir_only else body
     anchored = body.startswith("/")
     body = body.lstrip("/")

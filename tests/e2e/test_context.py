@@ -103,7 +103,14 @@ def _section(note: str, title: str) -> str:
 
 
 def _success(service: RunningService, relpath: str) -> dict:
-    found = [r for r in service.records_of("SUCCESS") if r["relativePath"] == relpath]
+    """The file's one SUCCESS record (waited for: the note is on disk before the record is)."""
+    found: list[dict] = []
+
+    def written() -> bool:
+        found[:] = [r for r in service.records_of("SUCCESS") if r["relativePath"] == relpath]
+        return bool(found)
+
+    wait_for(written, 30, f"the SUCCESS record of {relpath}")
     assert len(found) == 1, found
     return found[0]
 

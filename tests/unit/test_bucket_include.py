@@ -482,3 +482,8 @@ def test_over_long_lines_are_refused() -> None:
     parsed = parse("a" * 2000 + "\n*.md\n", "B")
     assert [r.pattern for r in parsed.includes] == ["*.md"]
     assert parsed.problems[0].line == 1 and "longer than" in parsed.problems[0].message
+
+
+def test_an_escaped_backslash_before_a_trailing_slash_still_names_a_directory() -> None:
+    assert glob_match("a\\\\/", "a\\/x")  # the glob a\\/ : a directory named a\ and what is below it
+    assert not glob_match("a\\\\/", "a\\")

@@ -362,6 +362,39 @@ def test_a_pattern_only_ripgrep_rejects_is_searched_by_grep(tmp_path: Path) -> N
     assert breakers.for_tool("rg").failures == 0
 
 
+def test_patterns_a_tool_takes_alone_but_not_together_do_not_trip_its_breaker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rg joins its -e patterns into one regex: these compile alone but exceed its size limit together.
+    if not shutil.which("rg"):
+        pytest.skip("rg is needed")
+    _no_python(monkeypatch)
+    top = tmp_path / "d"
+    top.mkdir()
+    (top / "a.txt").write_text("TODO\n")
+    patterns = [rf"\w{{1,{n}}}x" for n in range(201, 217)]
+    breakers = Breakers()
+    grep = DirectoryGrep(breakers, tools=("rg", "python"))
+    for _ in range(5):  # more than a breaker's threshold
+        found = search(grep, top, patterns, context_lines=0)
+        assert found.tool == "" and found.lines == ()
+        assert all("rejected together with the others" in n for n in found.notices)
+    assert breakers.for_tool("rg").failures == 0 and breakers.for_tool("rg").allow()
+
+
+def test_once_a_printed_line_is_forged_the_count_is_only_what_was_checked(tmp_path: Path) -> None:
+    # rg after `sub` was swapped for a symlink out of the bucket: a line it printed from there is dropped,
+    # and then the matches past the budget (never checked) are not trusted either: "at least 1", not 31.
+    top = tmp_path / "d"
+    (top / "sub").mkdir(parents=True)
+    (top / "a.txt").write_text("TODO in bucket\n")
+    forged = "".join(f"./sub/x.txt\\000{n}:TODO outside\\n" for n in range(1, 31))
+    env = fake_tool(tmp_path, "rg", f"printf './a.txt\\0001:TODO in bucket\\n{forged}'")
+    found = search(DirectoryGrep(Breakers(), env=env), top, ["TODO"], max_matches=2, context_lines=0)
+    assert [(g.path, g.line) for g in found.lines] == [("a.txt", 1)]
+    assert found.matches == 1 and not found.complete and len(found.notices) == 1
+
+
 def test_a_broken_tool_still_counts_as_failing(tmp_path: Path) -> None:
     top = tmp_path / "d"
     top.mkdir()

@@ -229,10 +229,11 @@ class DirectoryGrep:
             lines = "line" if dropped == 1 else "lines"
             why = "their file changed or is not a regular file inside the bucket"
             notices.append(f"{dropped:,} grep {lines} dropped: {why}")
-        # Every match printed is counted (the count is exact unless the output cap cut the printing), less
-        # the matches that did not hold up: they are not in the bucket as printed.
-        total -= sum(line.match for line in kept) - sum(line.match for line in checked)
-        return _Answer(checked, total, result.truncated, notices)
+            # Some printed lines were not the bucket's: the matches past the budget, never checked, may not
+            # be either, so only the checked ones are counted, as a lower bound (a count of lines outside
+            # the bucket would leak something about them).
+            total = sum(line.match for line in checked)
+        return _Answer(checked, total, result.truncated or bool(dropped), notices)
 
     def _context_python(
         self, patterns: Sequence[str], top_fd: int, context_lines: int, max_matches: int, max_bytes: int
@@ -275,7 +276,13 @@ class DirectoryGrep:
                 half = len(group) // 2
                 pending += [group[half:], group[:half]]
         if not found:
-            raise _ToolFailed(f"exited with {result.exit_code}: {result.stderr_tail.strip()[-200:]}")
+            # The tool works (the control passed) and takes each pattern alone, but not these together
+            # (rg's compiled-size limit over all `-e`s) or not on this data (PCRE's backtracking limit):
+            # the patterns' doing, never a failure to charge the tool's breaker with (a rules file could
+            # then open it for every skill and bucket), and nothing to hand to Python either.
+            lines = [line.strip() for line in result.stderr_tail.splitlines() if line.strip()]
+            why = (lines[-1] if lines else f"exited with {result.exit_code}").removeprefix(f"{tool}: ")[:200]
+            found = {pattern: f"rejected together with the others: {why}" for pattern in patterns}
         return found
 
     def _probe(self, tool: str, patterns: Sequence[str]) -> str | None:
@@ -359,7 +366,8 @@ def _external(tool: str, regex: str, directory: str, env: Mapping[str, str] | No
             argv, timeout_s=_TIMEOUT_S, max_output_bytes=_MAX_OUTPUT, cwd=f"/proc/self/fd/{top_fd}", env=env
         )
         _check(result)
-        printed = [GrepLine(m.path, m.line, m.text, True) for m in _parse(result.stdout)]
+        # Only what can be shown is checked (each check may read a file of up to 8 MiB).
+        printed = [GrepLine(m.path, m.line, m.text, True) for m in _parse(result.stdout)[:MAX_MATCHES]]
         checked, _ = grep_verify.verify(printed, top_fd, 0)
     finally:
         os.close(top_fd)
