@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from protocol.bucket_include import glob_regex
+from protocol.globs import glob_regex
 from protocol.messages import ContextFacts, ContextRules, DirsRule, NoteSettings, Recovery
 from worker.tools import grep_context
 from worker.tools.breaker import Breakers
