@@ -17,7 +17,11 @@ against the file below that descriptor (`worker.tools.grep_verify`). A pattern a
 syntax is not the tool failing (its breaker, shared with skills and other rules, is not charged); one
 that every tool tried rejects is left out with a notice, never handed to Python, whose backtracking
 cannot be interrupted. Python runs only when the tools are missing, failing or their breakers open, and
-then within `python_budget_s` of wall time.
+then within `python_budget_s` of wall time. (`search` runs the same way and its lines are checked too.)
+
+Past 400 lines on purpose: one chain of tools, with its breakers, its probing of rejected patterns and
+its checks, serves both searches; the parsing, the budget and the checks live in `grep_context` and
+`grep_verify`.
 """
 
 from __future__ import annotations
