@@ -83,7 +83,7 @@ path = "bucket"
         psutil.wait_procs(alive, timeout=5)
 
 
-def start_daemon(base: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def start_daemon(base: Path, *extra: str, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
     """`ob-coordinator start --daemon` from `base`, so that the config's relative paths resolve there."""
     return subprocess.run(
         [
@@ -101,6 +101,7 @@ def start_daemon(base: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         stdin=subprocess.DEVNULL,
         cwd=str(base),
+        pass_fds=pass_fds,
     )
 
 
@@ -151,23 +152,7 @@ def test_daemon_starts_detached_answers_works_and_stops(daemons: Path) -> None:
 def test_the_daemon_keeps_no_descriptor_its_caller_passed(daemons: Path) -> None:
     read_end, write_end = os.pipe()
     try:
-        started = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "coordinator.cli",
-                "start",
-                "--daemon",
-                "--config",
-                str(daemons / "ob.toml"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            cwd=str(daemons),
-            pass_fds=(write_end,),
-        )
+        started = start_daemon(daemons, pass_fds=(write_end,))
         assert started.returncode == 0, started.stderr
         os.close(write_end)
         write_end = -1

@@ -238,18 +238,24 @@ def test_verify_drops_context_left_without_its_match(tmp_path: Path) -> None:
         os.close(fd)
 
 
-def test_a_forged_line_from_the_tool_is_dropped_and_said_once(tmp_path: Path) -> None:
+def forging_rg(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A directory with a.txt and a symlink out, and a fake rg printing what ripgrep prints when a.txt was
+    swapped for a symlink to a file outside between listing and open (plus a line of a file that is gone)."""
     top = tmp_path / "d"
     top.mkdir()
     (top / "a.txt").write_text("TODO real\n")
     (tmp_path / "passwd").write_text("root:x:0:0\n")
     (top / "link").symlink_to(tmp_path / "passwd")
-    # What ripgrep prints when a.txt was swapped for a symlink to a file outside between listing and open.
     env = fake_tool(
         tmp_path,
         "rg",
         r"printf './a.txt\0001:TODO real\n./link\0001:root:x:0:0\n./a.txt\0002:forged\n./b.txt\0001:gone\n'",
     )
+    return top, env
+
+
+def test_a_forged_line_from_the_tool_is_dropped_and_said_once(tmp_path: Path) -> None:
+    top, env = forging_rg(tmp_path)
     found = search(DirectoryGrep(Breakers(), env=env), top, ["TODO"])
     assert found.tool == "rg"
     assert [(g.path, g.line, g.text) for g in found.lines] == [("a.txt", 1, "TODO real")]
@@ -261,16 +267,7 @@ def test_a_forged_line_from_the_tool_is_dropped_and_said_once(tmp_path: Path) ->
 
 def test_a_directory_rule_checks_what_the_tool_printed_too(tmp_path: Path) -> None:
     # The `[[grep]] scope = "directory"` search: the same check as the context search.
-    top = tmp_path / "d"
-    top.mkdir()
-    (top / "a.txt").write_text("TODO real\n")
-    (tmp_path / "passwd").write_text("root:x:0:0\n")
-    (top / "link").symlink_to(tmp_path / "passwd")
-    env = fake_tool(
-        tmp_path,
-        "rg",
-        r"printf './a.txt\0001:TODO real\n./link\0001:root:x:0:0\n./a.txt\0002:forged\n'",
-    )
+    top, env = forging_rg(tmp_path)
     found = DirectoryGrep(Breakers(), env=env).search("TODO", str(top))
     assert found.tool == "rg"
     assert [(m.path, m.line, m.text) for m in found.matches] == [("a.txt", 1, "TODO real")]
